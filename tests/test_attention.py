@@ -76,10 +76,14 @@ def test_causal_mask_sliding_window():
 
 
 def test_repeat_kv():
-    x = torch.arange(2 * 2 * 3 * 1.0).view(1, 2, 3, 1)
+    from transformers.models.gemma3.modeling_gemma3 import repeat_kv as hf_repeat_kv
+
+    x = torch.arange(2 * 2 * 3 * 1.0).view(1, 2, 3, 2)
     y = repeat_kv(x, 3)
-    assert y.shape == (1, 6, 3, 1)
+    assert y.shape == (1, 6, 3, 2)
     assert torch.equal(y[:, 0], x[:, 0]) and torch.equal(y[:, 2], x[:, 0]) and torch.equal(y[:, 3], x[:, 1])
+    assert torch.equal(y, hf_repeat_kv(x, 3))
+    assert repeat_kv(x, 1) is x
 
 
 @pytest.mark.parametrize("theta, head_dim, length", [(10_000.0, 16, 9), (1_000_000.0, 8, 30)])

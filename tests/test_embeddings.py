@@ -158,9 +158,9 @@ def test_masked_pooling_is_batch_invariant_naive_is_not(minilm_hf):
     masked = E.encode([short, long_], minilm_hf, sort_by_length=False)[:1]
     naive_alone = E.encode([short], minilm_hf, pooling="mean_unmasked")
     naive_batch = E.encode([short, long_], minilm_hf, pooling="mean_unmasked", sort_by_length=False)[:1]
-    assert float(alone @ masked.T) > 0.99999
+    assert float((alone @ masked.T)[0, 0]) > 0.99999
     np.testing.assert_allclose(naive_alone, alone, atol=2e-5)  # seul dans son lot : pas de remplissage
-    assert float(naive_alone @ naive_batch.T) < 0.99
+    assert float((naive_alone @ naive_batch.T)[0, 0]) < 0.99
 
 
 def test_encode_sort_by_length_keeps_order(minilm_hf):
@@ -252,3 +252,29 @@ def test_cosine_helpers():
         E.paired_cosine(a, b[:1])
     with pytest.raises(ValueError):
         E.cosine_matrix(a, np.ones((2, 3)))
+
+
+def test_encode_poolings_one_pass_matches_encode(minilm_hf):
+    out = E.encode_poolings(TEXTS, minilm_hf, ("mean", "mean_unmasked", "cls"), batch_size=4)
+    assert set(out) == {"mean", "mean_unmasked", "cls"}
+    np.testing.assert_allclose(out["mean"], E.encode(TEXTS, minilm_hf), atol=2e-5)
+    np.testing.assert_allclose(out["cls"], E.encode(TEXTS, minilm_hf, pooling="cls"), atol=2e-5)
+    np.testing.assert_allclose(out["mean_unmasked"],
+                               E.encode(TEXTS, minilm_hf, pooling="mean_unmasked", batch_size=4, sort_by_length=False),
+                               atol=2e-5)
+    with pytest.raises(ValueError, match="poolings"):
+        E.encode_poolings(TEXTS, minilm_hf, ())
+    with pytest.raises(ValueError, match="poolings"):
+        E.encode_poolings(TEXTS, minilm_hf, ("mean", "max"))
+    with pytest.raises(TypeError, match="couple"):
+        E.encode_poolings(TEXTS, object())
+
+
+def test_nsm_primes_file():
+    df = E.load_nsm_primes()
+    assert len(df) == 65 and df["ordre"].tolist() == list(range(1, 66))
+    assert df["exposant_fr"].str.len().gt(0).all() and df["exposant_fr"].is_unique
+    assert df["prime_en"].is_unique
+    assert df["categorie"].nunique() == df["categorie_en"].nunique() == 17
+    assert df["source"].str.contains("Goddard").all()
+    assert {"penser", "savoir", "vouloir", "voir", "entendre"} <= set(df.loc[df.categorie == "prédicats mentaux", "exposant_fr"])

@@ -306,7 +306,9 @@ def make_sentence_transformer(encoder_dir: Path, out: Path, description: str) ->
         {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
     ], indent=2))
     (out / "sentence_bert_config.json").write_text(
-        json.dumps({"max_seq_length": 512, "do_lower_case": False}, indent=2)
+        json.dumps({"max_seq_length": 512, "do_lower_case": False,
+                    # e5 n'a pas de couche « pooler » : on ne la crée pas (pas de poids aléatoires)
+                    "model_kwargs": {"add_pooling_layer": False}}, indent=2)
     )
     (out / "1_Pooling").mkdir()
     (out / "1_Pooling" / "config.json").write_text(json.dumps({

@@ -38,8 +38,8 @@ def scaled_dot_product_attention(q, k, v, mask=None, *, scale=None):
     scale : facteur des scores ; par défaut ``1/√D``.
 
     Renvoie ``(sortie, poids)`` : sortie ``(..., T_q, D_v)``, poids ``(..., T_q, T_k)``
-    (chaque ligne somme à 1). Le softmax est calculé en float32, comme dans
-    transformers. Une ligne entièrement masquée donne des ``nan``.
+    (chaque ligne somme à 1). Le softmax est calculé au moins en float32,
+    comme dans transformers. Une ligne entièrement masquée donne des ``nan``.
     """
     for name, t in (("q", q), ("k", k), ("v", v)):
         if not isinstance(t, torch.Tensor):
@@ -67,7 +67,9 @@ def scaled_dot_product_attention(q, k, v, mask=None, *, scale=None):
             scores = scores + mask
         else:
             raise TypeError(f"mask doit être booléen ou flottant, reçu le type {mask.dtype}.")
-    weights = torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)  # (..., T_q, T_k)
+    # Softmax au moins en float32 (comme transformers), puis retour au type de q.
+    softmax_dtype = torch.float64 if q.dtype == torch.float64 else torch.float32
+    weights = torch.softmax(scores, dim=-1, dtype=softmax_dtype).to(q.dtype)  # (..., T_q, T_k)
     output = torch.matmul(weights, v)  # (..., T_q, D_v)
     return output, weights
 

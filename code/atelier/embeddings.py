@@ -167,11 +167,12 @@ def _progress(total: int, show: bool | None, desc: str):
     return tqdm(total=total, desc=desc, unit="texte", disable=disable)
 
 
-def _encode_hf(texts, model, tokenizer, batch_size, pooling, max_length, sort_by_length, bar) -> np.ndarray:
+def _encode_hf(texts, model, tokenizer, batch_size, poolings, max_length, sort_by_length, bar) -> dict:
+    """Un seul passage du modèle, plusieurs poolings des mêmes états cachés : ``{pooling: (N, H)}``."""
     # Trier par longueur limite le remplissage (et donc le calcul) ; on remet l'ordre à la fin.
     order = np.argsort([-len(t) for t in texts], kind="stable") if sort_by_length else np.arange(len(texts))
     device = next(model.parameters()).device
-    out: list[np.ndarray] = [None] * len(texts)  # type: ignore[list-item]
+    out = {p: [None] * len(texts) for p in poolings}
     model.eval()
     with torch.inference_mode():
         for start in range(0, len(texts), batch_size):
@@ -181,11 +182,12 @@ def _encode_hf(texts, model, tokenizer, batch_size, pooling, max_length, sort_by
             ).to(device)
             outputs = model(**batch)
             hidden = outputs.last_hidden_state if hasattr(outputs, "last_hidden_state") else outputs[0]  # (B, T, H)
-            vecs = pool(hidden, batch["attention_mask"], pooling).float().cpu().numpy()  # (B, H)
-            for j, i in enumerate(idx):
-                out[i] = vecs[j]
+            for p in poolings:
+                vecs = pool(hidden, batch["attention_mask"], p).float().cpu().numpy()  # (B, H)
+                for j, i in enumerate(idx):
+                    out[p][i] = vecs[j]
             bar.update(len(idx))
-    return np.stack(out)
+    return {p: np.stack(v) for p, v in out.items()}
 
 
 def _encode_spacy(texts, nlp, batch_size, bar) -> np.ndarray:
@@ -246,7 +248,7 @@ def encode(
                 bar.update(len(chunk))
             emb = np.concatenate(vecs)
         elif _is_hf_pair(model):
-            emb = _encode_hf(texts, model[0], model[1], batch_size, pooling, max_length, sort_by_length, bar)
+            emb = _encode_hf(texts, model[0], model[1], batch_size, (pooling,), max_length, sort_by_length, bar)[pooling]
         elif type(model).__module__.startswith("spacy") and hasattr(model, "pipe"):
             emb = _encode_spacy(texts, model, batch_size, bar)
         elif callable(getattr(model, "encode", None)):
@@ -273,6 +275,42 @@ def encode(
     return emb
 
 
+def encode_poolings(
+    texts: Sequence[str],
+    model,
+    poolings: Sequence[str] = ("mean", "mean_unmasked"),
+    *,
+    batch_size: int = 32,
+    normalize: bool = True,
+    prefix: str = "",
+    max_length: int = 512,
+    sort_by_length: bool = False,
+    show_progress: bool | None = None,
+) -> dict[str, np.ndarray]:
+    """Comme :func:`encode` pour un couple (modèle Hugging Face, tokenizer), mais avec **plusieurs** poolings.
+
+    Un seul passage du modèle ; renvoie ``{pooling: tableau (N, H)}``. Par
+    défaut les lots ne sont pas triés par longueur (``sort_by_length=False``) :
+    c'est la situation de la note d'origine, où le remplissage varie d'un lot à
+    l'autre.
+    """
+    texts = _check_texts(texts)
+    if not _is_hf_pair(model):
+        raise TypeError("encode_poolings attend un couple (modèle Hugging Face, tokenizer).")
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValueError(f"batch_size doit être un entier strictement positif, reçu {batch_size!r}.")
+    poolings = tuple(poolings)
+    bad = [p for p in poolings if p not in POOLINGS]
+    if not poolings or bad:
+        raise ValueError(f"poolings inconnus ou absents : {bad}. Valeurs acceptées : {', '.join(POOLINGS)}.")
+    texts = [prefix + t for t in texts]
+    with _progress(len(texts), show_progress, "Encodage") as bar:
+        out = _encode_hf(texts, model[0], model[1], batch_size, poolings, max_length, sort_by_length, bar)
+    if normalize:
+        out = {p: v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12) for p, v in out.items()}
+    return {p: v.astype(np.float32) for p, v in out.items()}
+
+
 def cosine_matrix(a: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
     """Matrice des cosinus entre les lignes de ``a`` et celles de ``b`` (ou de ``a``) : ``(n, m)``."""
     a = np.asarray(a, dtype=np.float32)
@@ -293,3 +331,19 @@ def paired_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     num = (a * b).sum(axis=1)
     den = np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
     return num / den
+
+
+def load_nsm_primes():
+    """Les 65 primitives sémantiques de la NSM avec leurs exposants français (``DataFrame``).
+
+    Colonnes : ``ordre``, ``prime_en`` (forme anglaise canonique, Goddard et
+    Wierzbicka 2014), ``exposant_fr`` et ``allolexes_fr`` (d'après Peeters 2006),
+    ``categorie`` (en français), ``categorie_en``, ``source``.
+    """
+    from importlib import resources
+
+    import pandas as pd
+
+    with resources.files("atelier").joinpath("data/nsm_primes_fr.csv").open(encoding="utf-8") as fh:
+        df = pd.read_csv(fh, keep_default_na=False)
+    return df

@@ -60,7 +60,7 @@ def filter_logits(
     """Transforme les logits du prochain jeton comme le fait ``model.generate``.
 
     ``logits`` : ``(V,)`` ou ``(B, V)``. ``previous_ids`` : jetons déjà vus
-    (prompt compris), ``(T,)`` ou ``(B, T)``, requis si ``repetition_penalty ≠ 1``.
+    (prompt compris), ``(B, T)``, ou ``(T,)`` pour toutes les lignes ; requis si ``repetition_penalty ≠ 1``.
     ``top_k=0`` et ``top_p=1.0`` désactivent ces filtres. ``min_tokens_to_keep``
     garantit qu'au moins ce nombre de jetons survivent à top-k et top-p.
 
@@ -80,7 +80,7 @@ def filter_logits(
         if previous_ids is None:
             raise ValueError("repetition_penalty ≠ 1 exige previous_ids (les jetons déjà présents).")
         prev = torch.as_tensor(previous_ids, dtype=torch.long, device=scores.device)
-        prev = prev.unsqueeze(0) if prev.dim() == 1 else prev  # (B, T)
+        prev = prev.expand(B, -1) if prev.dim() == 1 else prev  # (B, T) : une suite 1-D vaut pour chaque ligne
         if prev.dim() != 2 or prev.shape[0] != B:
             raise ValueError(f"previous_ids doit avoir la forme (T,) ou ({B}, T), reçu {tuple(prev.shape)}.")
         if prev.numel() and (prev.min() < 0 or prev.max() >= V):

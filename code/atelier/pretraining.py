@@ -1,0 +1,187 @@
+"""Expérience contrôlée : pré-entraîner un petit RoBERTa et un petit DeBERTa-v2.
+
+Utilisé par le chapitre « CamemBERT ou CamemBERTa ? L'attention
+désentrelacée » (``book/03_camembert.md``), section « Une expérience
+contrôlée ».
+
+Deux encodeurs de même largeur et profondeur, même tokeniseur, mêmes lots
+masqués dans le même ordre, même graine, même optimiseur : seule change la
+façon de coder les positions (positions absolues ajoutées à l'entrée pour
+RoBERTa, attention désentrelacée à positions relatives pour DeBERTa-v2). On
+compare les courbes de perte de validation du modèle de langue masqué (MLM).
+
+* :func:`train_tokenizer` — BPE entraîné sur le corpus (``tokenizers``) ;
+* :func:`make_blocks` — texte → blocs de ``seq_len`` jetons ``[CLS] … [SEP]`` ;
+* :func:`encoder_configs` — les deux configurations jumelles ;
+* :func:`masked_batches` — lots masqués (15 %) tirés une fois pour toutes ;
+* :func:`pretrain` — boucle d'entraînement, perte de validation régulière.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import torch
+
+SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def train_tokenizer(text: str, vocab_size: int = 4000):
+    """Tokeniseur BPE (``tokenizers``) entraîné sur ``text``, enveloppé en ``PreTrainedTokenizerFast``.
+
+    Normalisation NFC, apostrophe typographique ’ ramenée à ', découpage à la
+    SentencePiece (``▁`` marque le début d'un mot).
+    """
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    if not isinstance(text, str) or len(text) < 1000:
+        raise ValueError("text doit être une chaîne d'au moins 1 000 caractères (le corpus d'entraînement).")
+    if not isinstance(vocab_size, int) or not 100 <= vocab_size <= 100_000:
+        raise ValueError(f"vocab_size doit être un entier entre 100 et 100 000, reçu {vocab_size!r}.")
+    tok = Tokenizer(models.BPE(unk_token="[UNK]"))
+    tok.normalizer = normalizers.Sequence([normalizers.NFC(), normalizers.Replace("’", "'")])
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.decoder = decoders.Metaspace()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, min_frequency=2,
+                                  show_progress=False)
+    lines = (line for line in text.splitlines() if line.strip())
+    tok.train_from_iterator(lines, trainer=trainer)
+    cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)]
+    )
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]",
+                                   sep_token="[SEP]", mask_token="[MASK]")
+
+
+def make_blocks(tokenizer, text: str, seq_len: int = 64) -> torch.Tensor:
+    """Découpe le texte tokenisé en blocs (N, seq_len) : ``[CLS]`` + ``seq_len − 2`` jetons + ``[SEP]``.
+
+    Les paragraphes sont mis bout à bout ; le reste final trop court est jeté.
+    """
+    if not isinstance(seq_len, int) or seq_len < 8:
+        raise ValueError(f"seq_len doit être un entier ≥ 8, reçu {seq_len!r}.")
+    paragraphs = [p for p in text.split("\n\n") if p.strip()] if "\n\n" in text else [text]
+    ids: list[int] = []
+    for enc in tokenizer(paragraphs, add_special_tokens=False)["input_ids"]:
+        ids.extend(enc)
+    body = seq_len - 2
+    n = len(ids) // body
+    if n == 0:
+        raise ValueError(f"Texte trop court : {len(ids)} jetons pour des blocs de {seq_len}.")
+    x = torch.tensor(ids[: n * body]).view(n, body)  # (N, seq_len - 2)
+    cls = torch.full((n, 1), tokenizer.cls_token_id)
+    sep = torch.full((n, 1), tokenizer.sep_token_id)
+    return torch.cat([cls, x, sep], dim=1)  # (N, seq_len)
+
+
+def encoder_configs(vocab_size: int, *, seq_len: int = 64, hidden: int = 128, layers: int = 4, heads: int = 4,
+                    intermediate: int = 512, position_buckets: int = 32, pad_token_id: int = 0) -> dict:
+    """Deux configurations jumelles ``{"RoBERTa": …, "DeBERTa-v2": …}`` (MLM).
+
+    Mêmes largeur, profondeur, têtes, FFN, vocabulaire, dropout. RoBERTa :
+    positions absolues apprises, ajoutées à l'entrée. DeBERTa-v2 (réglages de
+    CamemBERTa) : pas de position absolue en entrée, attention c2p + p2c, clés
+    partagées, seaux logarithmiques, table de positions normalisée ; la
+    convolution de DeBERTa-v2 est désactivée pour que seule la gestion des
+    positions diffère.
+    """
+    from transformers import DebertaV2Config, RobertaConfig
+
+    common = dict(vocab_size=vocab_size, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+                  intermediate_size=intermediate, hidden_act="gelu", hidden_dropout_prob=0.1,
+                  attention_probs_dropout_prob=0.1, initializer_range=0.02, pad_token_id=pad_token_id)
+    roberta = RobertaConfig(max_position_embeddings=seq_len + pad_token_id + 1, type_vocab_size=1,
+                            layer_norm_eps=1e-7, bos_token_id=None, eos_token_id=None, **common)
+    deberta = DebertaV2Config(max_position_embeddings=seq_len, type_vocab_size=0, layer_norm_eps=1e-7,
+                              relative_attention=True, position_buckets=position_buckets,
+                              max_relative_positions=seq_len, norm_rel_ebd="layer_norm", share_att_key=True,
+                              pos_att_type="p2c|c2p", position_biased_input=False, conv_kernel_size=0,
+                              **common)
+    return {"RoBERTa": roberta, "DeBERTa-v2": deberta}
+
+
+def build_model(config):
+    """Modèle MLM (poids aléatoires) à partir d'une configuration RoBERTa ou DeBERTa-v2."""
+    from transformers import AutoModelForMaskedLM
+
+    return AutoModelForMaskedLM.from_config(config)
+
+
+def masked_batches(blocks: torch.Tensor, tokenizer, batch_size: int, seed: int,
+                   mlm_probability: float = 0.15) -> list[dict[str, torch.Tensor]]:
+    """Lots ``{"input_ids", "attention_mask", "labels"}`` masqués une fois pour toutes.
+
+    Masquage BERT classique (``DataCollatorForLanguageModeling`` : 15 % des
+    jetons, dont 80 % → ``[MASK]``, 10 % → jeton au hasard, 10 % inchangés),
+    avec une graine fixe : les deux modèles voient exactement les mêmes lots.
+    """
+    from transformers import DataCollatorForLanguageModeling
+
+    if blocks.dim() != 2 or blocks.size(0) < 1:
+        raise ValueError("blocks doit être un tenseur (N, T) non vide.")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size doit être un entier ≥ 1, reçu {batch_size!r}.")
+    collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=mlm_probability, seed=seed)
+    order = torch.randperm(blocks.size(0), generator=torch.Generator().manual_seed(seed))
+    out = []
+    for start in range(0, blocks.size(0) - batch_size + 1, batch_size):
+        rows = blocks[order[start:start + batch_size]]  # (B, T)
+        batch = collator([{"input_ids": r} for r in rows])
+        batch["attention_mask"] = torch.ones_like(batch["input_ids"])
+        out.append(dict(batch))
+    return out
+
+
+@torch.no_grad()
+def mlm_loss(model, batches: list[dict[str, torch.Tensor]]) -> float:
+    """Perte MLM moyenne (par jeton masqué) sur des lots fixes, en mode évaluation."""
+    was = model.training
+    model.eval()
+    total, count = 0.0, 0
+    for b in batches:
+        n = int((b["labels"] != -100).sum())
+        total += float(model(**b).loss) * n
+        count += n
+    model.train(was)
+    return total / max(count, 1)
+
+
+def pretrain(model, train_batches, val_batches, *, lr: float = 1e-3, warmup: int = 20, eval_every: int = 20,
+             weight_decay: float = 0.01, seed: int = 0, desc: str = "pré-entraînement") -> list[dict]:
+    """Entraîne ``model`` sur ``train_batches`` (une passe) ; renvoie l'historique.
+
+    AdamW, montée linéaire du taux d'apprentissage sur ``warmup`` pas puis
+    décroissance linéaire jusqu'à 0. Tous les ``eval_every`` pas (et à la fin),
+    perte sur les lots de validation. Chaque ligne d'historique :
+    ``step``, ``tokens`` (jetons vus), ``train_loss`` (moyenne depuis la
+    dernière évaluation), ``val_loss``, ``seconds``.
+    """
+    from tqdm.auto import tqdm
+    from transformers import get_linear_schedule_with_warmup
+
+    if not train_batches or not val_batches:
+        raise ValueError("Il faut au moins un lot d'entraînement et un lot de validation.")
+    torch.manual_seed(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    sched = get_linear_schedule_with_warmup(opt, warmup, len(train_batches))
+    hist = [{"step": 0, "tokens": 0, "train_loss": math.nan, "val_loss": mlm_loss(model, val_batches), "seconds": 0.0}]
+    model.train()
+    t0, running, n_run, tokens = time.perf_counter(), 0.0, 0, 0
+    for step, batch in enumerate(tqdm(train_batches, desc=desc, unit="pas"), start=1):
+        loss = model(**batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        running, n_run = running + float(loss), n_run + 1
+        tokens += batch["input_ids"].numel()
+        if step % eval_every == 0 or step == len(train_batches):
+            hist.append({"step": step, "tokens": tokens, "train_loss": running / n_run,
+                         "val_loss": mlm_loss(model, val_batches), "seconds": time.perf_counter() - t0})
+            running, n_run = 0.0, 0
+    model.eval()
+    return hist

@@ -1,0 +1,257 @@
+"""Tests de atelier.generation : filtrage et boucle de génération contre transformers."""
+
+import itertools
+
+import pytest
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import (
+    Gemma3ForCausalLM,
+    Gemma3TextConfig,
+    GPT2Config,
+    GPT2LMHeadModel,
+    LogitsProcessorList,
+    PreTrainedTokenizerFast,
+    RepetitionPenaltyLogitsProcessor,
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+)
+
+from atelier.generation import distinct_n, entropy, filter_logits, generate, generate_ids, repetition_rate
+
+
+def hf_filter(logits, previous_ids, *, temperature, top_k, top_p, repetition_penalty, min_tokens_to_keep=1):
+    """Processeurs de transformers dans l'ordre de GenerationMixin._get_logits_processor."""
+    procs = LogitsProcessorList()
+    if repetition_penalty != 1.0:
+        procs.append(RepetitionPenaltyLogitsProcessor(float(repetition_penalty)))
+    if temperature != 1.0:
+        procs.append(TemperatureLogitsWarper(float(temperature)))
+    if top_k != 0:
+        procs.append(TopKLogitsWarper(top_k=top_k, min_tokens_to_keep=min_tokens_to_keep))
+    if top_p < 1.0:
+        procs.append(TopPLogitsWarper(top_p=top_p, min_tokens_to_keep=min_tokens_to_keep))
+    return procs(previous_ids, logits.clone())
+
+
+PARAMS = [
+    dict(temperature=1.0, top_k=0, top_p=1.0, repetition_penalty=1.0),
+    dict(temperature=0.7, top_k=0, top_p=1.0, repetition_penalty=1.0),
+    dict(temperature=1.5, top_k=5, top_p=1.0, repetition_penalty=1.0),
+    dict(temperature=1.0, top_k=0, top_p=0.9, repetition_penalty=1.0),
+    dict(temperature=0.8, top_k=40, top_p=0.95, repetition_penalty=1.3),
+    dict(temperature=1.0, top_k=10_000, top_p=1.0, repetition_penalty=1.0),  # top_k > vocabulaire
+    dict(temperature=1.0, top_k=0, top_p=1e-6, repetition_penalty=1.0),  # top_p minuscule
+    dict(temperature=2.0, top_k=3, top_p=0.5, repetition_penalty=0.7),  # pénalité < 1 : favorise
+    dict(temperature=0.3, top_k=1, top_p=1.0, repetition_penalty=1.2),
+]
+
+
+@pytest.mark.parametrize("batch, vocab", [(1, 7), (3, 50), (2, 1000), (4, 32_000)])
+@pytest.mark.parametrize("params", PARAMS, ids=lambda p: "-".join(f"{k}={v}" for k, v in p.items()))
+def test_filter_logits_matches_transformers(batch, vocab, params):
+    g = torch.Generator().manual_seed(batch * vocab)
+    logits = torch.randn(batch, vocab, generator=g) * 3
+    previous = torch.randint(0, vocab, (batch, 12), generator=g)
+    ours = filter_logits(logits, previous_ids=previous, **params)
+    ref = hf_filter(logits, previous, **params)
+    torch.testing.assert_close(ours, ref, rtol=0, atol=0)
+    assert torch.equal(logits, torch.randn(batch, vocab, generator=torch.Generator().manual_seed(batch * vocab)) * 3)
+
+
+@pytest.mark.parametrize("min_keep", [1, 3])
+@pytest.mark.parametrize("top_k, top_p", [(2, 1.0), (0, 0.2), (0, 1e-6), (1, 0.01)])
+def test_ties_and_min_tokens_to_keep(min_keep, top_k, top_p):
+    # Logits entiers : beaucoup d'ex aequo.
+    logits = torch.tensor([[2.0, 2.0, 2.0, 1.0, 1.0, 0.0, -1.0, -1.0], [5.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]])
+    previous = torch.tensor([[0, 3], [1, 1]])
+    params = dict(temperature=1.0, top_k=top_k, top_p=top_p, repetition_penalty=1.0, min_tokens_to_keep=min_keep)
+    ours = filter_logits(logits, previous_ids=previous, **params)
+    torch.testing.assert_close(ours, hf_filter(logits, previous, **params), rtol=0, atol=0)
+    assert (ours.isfinite().sum(-1) >= min_keep).all()
+    if top_k == 2:  # les trois ex aequo en tête restent tous
+        assert ours[0, :3].isfinite().all() and not ours[0, 3:].isfinite().any()
+
+
+def test_filter_logits_1d_and_penalty_semantics():
+    logits = torch.tensor([2.0, -2.0, 0.5, 1.0])
+    out = filter_logits(logits, repetition_penalty=2.0, previous_ids=[0, 1, 1])
+    torch.testing.assert_close(out, torch.tensor([1.0, -4.0, 0.5, 1.0]))  # positif divisé, négatif multiplié
+    assert filter_logits(logits).shape == (4,)
+    torch.testing.assert_close(filter_logits(logits, temperature=0.5), logits / 0.5)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(temperature=0), "temperature"),
+        (dict(temperature=-1.0), "temperature"),
+        (dict(top_p=0.0), "top_p"),
+        (dict(top_p=1.5), "top_p"),
+        (dict(top_k=-1), "top_k"),
+        (dict(top_k=2.5), "top_k"),
+        (dict(repetition_penalty=0.0), "repetition_penalty"),
+        (dict(repetition_penalty=1.2), "previous_ids"),
+        (dict(repetition_penalty=1.2, previous_ids=[0, 99]), "hors du vocabulaire"),
+        (dict(min_tokens_to_keep=0), "min_tokens_to_keep"),
+    ],
+)
+def test_filter_logits_bad_input(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        filter_logits(torch.randn(2, 10), **kwargs)
+
+
+def test_filter_logits_bad_type():
+    with pytest.raises(TypeError, match="flottant"):
+        filter_logits(torch.arange(5))
+    with pytest.raises(ValueError, match="forme"):
+        filter_logits(torch.randn(1, 2, 3))
+
+
+# --- Boucle de génération ------------------------------------------------------
+
+
+def _tiny_gpt2(vocab=96):
+    torch.manual_seed(0)
+    cfg = GPT2Config(vocab_size=vocab, n_embd=32, n_layer=2, n_head=4, n_positions=64,
+                     bos_token_id=0, eos_token_id=vocab - 1, pad_token_id=vocab - 1)
+    return GPT2LMHeadModel(cfg).eval()
+
+
+def _tiny_gemma(vocab=96):
+    torch.manual_seed(0)
+    cfg = Gemma3TextConfig(
+        vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, head_dim=8, query_pre_attn_scalar=8, sliding_window=4, max_position_embeddings=128,
+        layer_types=["sliding_attention", "full_attention"], bos_token_id=2, eos_token_id=1, pad_token_id=0,
+    )
+    model = Gemma3ForCausalLM(cfg).eval()
+    with torch.no_grad():  # un modèle aléatoire à poids plus grands produit des suites moins monotones
+        model.model.embed_tokens.weight.normal_(0, 1.0)
+    return model
+
+
+def _hf_generate(model, ids, **kw):
+    with torch.no_grad():
+        return model.generate(ids, attention_mask=torch.ones_like(ids), **kw)
+
+
+@pytest.mark.parametrize("make", [_tiny_gpt2, _tiny_gemma])
+@pytest.mark.parametrize("penalty", [1.0, 1.5])
+def test_greedy_reproduces_model_generate(make, penalty):
+    model = make()
+    cfg = model.config
+    for length in (1, 6):
+        ids = torch.randint(3, cfg.vocab_size - 1, (1, length), generator=torch.Generator().manual_seed(length))
+        ref = _hf_generate(model, ids, max_new_tokens=25, do_sample=False, repetition_penalty=penalty)
+        ours = generate_ids(model, ids, max_new_tokens=25, repetition_penalty=penalty,
+                            eos_token_id=cfg.eos_token_id, pad_token_id=cfg.pad_token_id)
+        assert torch.equal(ours, ref)
+
+
+@pytest.mark.parametrize("make", [_tiny_gpt2, _tiny_gemma])
+@pytest.mark.parametrize("params", PARAMS[1:5], ids=lambda p: "-".join(f"{k}={v}" for k, v in p.items()))
+def test_sampling_reproduces_model_generate_with_same_seed(make, params):
+    model = make()
+    cfg = model.config
+    ids = torch.randint(3, cfg.vocab_size - 1, (1, 4), generator=torch.Generator().manual_seed(0))
+    torch.manual_seed(123)
+    ref = _hf_generate(model, ids, max_new_tokens=20, do_sample=True, num_return_sequences=3, **params)
+    ours = generate_ids(model, ids, max_new_tokens=20, do_sample=True, num_return_sequences=3, seed=123,
+                        eos_token_id=cfg.eos_token_id, pad_token_id=cfg.pad_token_id, **params)
+    assert torch.equal(ours, ref)
+
+
+def test_eos_stops_and_pads_like_transformers():
+    model = _tiny_gpt2()
+    ids = torch.tensor([[5, 6, 7]])
+    free = generate_ids(model, ids, max_new_tokens=10, do_sample=True, num_return_sequences=4, seed=0,
+                        temperature=1.5)
+    # Prendre comme « fin » un jeton effectivement produit par une des suites.
+    eos = int(free[0, 5])
+    torch.manual_seed(0)
+    ref = _hf_generate(model, ids, max_new_tokens=10, do_sample=True, num_return_sequences=4, temperature=1.5,
+                       top_k=0, eos_token_id=eos, pad_token_id=0)
+    ours = generate_ids(model, ids, max_new_tokens=10, do_sample=True, num_return_sequences=4, seed=0,
+                        temperature=1.5, eos_token_id=eos, pad_token_id=0)
+    assert torch.equal(ours, ref)
+    assert (ours[0, 6:] == 0).all()
+
+
+@pytest.fixture(scope="module")
+def char_tokenizer():
+    tok = Tokenizer(models.BPE(unk_token=None))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<eos>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(["le chat dort sur le canapé", "la nuit tombe sur Paris"], trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>")
+
+
+def test_generate_returns_strings(char_tokenizer):
+    torch.manual_seed(0)
+    cfg = GPT2Config(vocab_size=len(char_tokenizer), n_embd=32, n_layer=2, n_head=4, n_positions=64,
+                     eos_token_id=char_tokenizer.eos_token_id, pad_token_id=char_tokenizer.eos_token_id)
+    model = GPT2LMHeadModel(cfg).eval()
+    outs = generate(model, char_tokenizer, "le chat", max_new_tokens=8, do_sample=True, num_return_sequences=3,
+                    seed=1, top_p=0.9)
+    assert isinstance(outs, list) and len(outs) == 3 and all(isinstance(o, str) for o in outs)
+    again = generate(model, char_tokenizer, "le chat", max_new_tokens=8, do_sample=True, num_return_sequences=3,
+                     seed=1, top_p=0.9)
+    assert outs == again  # même graine, mêmes textes
+    greedy = generate(model, char_tokenizer, "le chat", max_new_tokens=8)
+    ids = char_tokenizer("le chat", return_tensors="pt")["input_ids"]
+    ref = _hf_generate(model, ids, max_new_tokens=8, do_sample=False)
+    assert greedy == [char_tokenizer.decode(ref[0, ids.shape[1]:], skip_special_tokens=True)]
+    with pytest.raises(ValueError, match="vide"):
+        generate(model, char_tokenizer, "   ")
+    with pytest.raises(TypeError, match="chaîne"):
+        generate(model, char_tokenizer, ["le chat"])
+    with pytest.raises(TypeError, match="inconnu"):
+        generate(model, char_tokenizer, "le chat", top_n=3)
+    with pytest.raises(ValueError, match="temperature"):
+        generate(model, char_tokenizer, "le chat", do_sample=True, temperature=0.0)
+    with pytest.raises(ValueError, match="fenêtre de contexte"):
+        generate(model, char_tokenizer, "le chat", max_new_tokens=63)
+    with pytest.raises(ValueError, match="do_sample=True"):
+        generate(model, char_tokenizer, "le chat", num_return_sequences=2)
+
+
+def test_output_metrics():
+    assert distinct_n([[1, 2, 3, 4]], 2) == 1.0
+    assert distinct_n([[1, 1, 1, 1, 1]], 1) == pytest.approx(1 / 5)
+    assert distinct_n([[1, 2], [1, 2]], 2) == 0.5
+    assert repetition_rate([1, 2, 1, 2]) == 0.5
+    assert repetition_rate("abc") == 0.0
+    uniform = torch.zeros(3, 8)
+    torch.testing.assert_close(entropy(uniform), torch.full((3,), torch.log(torch.tensor(8.0)).item()))
+    masked = torch.tensor([0.0, 0.0, float("-inf")])
+    torch.testing.assert_close(entropy(masked), torch.log(torch.tensor(2.0)))
+    with pytest.raises(ValueError):
+        distinct_n([[1]], 2)
+    with pytest.raises(ValueError):
+        repetition_rate([])
+
+
+@pytest.mark.slow
+def test_real_causal_lm_greedy_and_filter():
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from atelier.models import model_id
+
+    path = model_id("causal_lm")
+    tok = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path).eval()
+    ids = tok("La capitale de la France est", return_tensors="pt")["input_ids"]
+    ref = _hf_generate(model, ids, max_new_tokens=12, do_sample=False)
+    eos = model.generation_config.eos_token_id
+    ours = generate_ids(model, ids, max_new_tokens=12, eos_token_id=eos, pad_token_id=model.generation_config.pad_token_id)
+    assert torch.equal(ours, ref)
+    with torch.no_grad():
+        logits = model(ids).logits[:, -1, :].float()
+    for t, k, p, r in itertools.product([0.7, 1.3], [0, 50], [1.0, 0.9], [1.0, 1.3]):
+        params = dict(temperature=t, top_k=k, top_p=p, repetition_penalty=r)
+        torch.testing.assert_close(filter_logits(logits, previous_ids=ids, **params),
+                                   hf_filter(logits, ids, **params), rtol=0, atol=0)

