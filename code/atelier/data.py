@@ -69,7 +69,26 @@ _BIB = {
   title = {New Datasets for Automatic Detection of Textual Entailment and of Contradictions between Sentences in {F}rench},
   author = {Skandalis, Maximos and Moot, Richard and Retor{\\'e}, Christian and Robillard, Simon},
   booktitle = {Proceedings of the 2024 Joint International Conference on Computational Linguistics, Language Resources and Evaluation (LREC-COLING 2024)},
-  year = {2024}
+  pages = {12173--12186},
+  address = {Torino, Italy},
+  publisher = {ELRA and ICCL},
+  year = {2024},
+  url = {https://aclanthology.org/2024.lrec-main.1065}
+}""",
+    "rte3": """@inproceedings{giampiccolo2007rte3,
+  title = {The Third {PASCAL} Recognizing Textual Entailment Challenge},
+  author = {Giampiccolo, Danilo and Magnini, Bernardo and Dagan, Ido and Dolan, Bill},
+  booktitle = {Proceedings of the ACL-PASCAL Workshop on Textual Entailment and Paraphrasing},
+  pages = {1--9},
+  year = {2007}
+}""",
+    "gqnli": """@inproceedings{cui2022gqnli,
+  title = {Generalized Quantifiers as a Source of Error in Multilingual {NLU} Benchmarks},
+  author = {Cui, Ruixiang and Hershcovich, Daniel and S{\\o}gaard, Anders},
+  booktitle = {Proceedings of the 2022 Conference of the North American Chapter of the Association for Computational Linguistics: Human Language Technologies},
+  pages = {4875--4893},
+  year = {2022},
+  doi = {10.18653/v1/2022.naacl-main.359}
 }""",
     "stsb": """@inproceedings{cer2017semeval,
   title = {{SemEval}-2017 Task 1: Semantic Textual Similarity Multilingual and Crosslingual Focused Evaluation},
@@ -137,14 +156,14 @@ DATASETS: dict[str, Dataset] = {
         "rte3_fr", "RTE3-FR", "nli", "rte3_fr",
         {"dev": "RTE3-FR-dev-set-3class.tsv", "test": "RTE3-FR-test-gold-3class.tsv"},
         "BSD 2-Clause", "Skandalis et al. (2024), LREC-COLING ; RTE-3 : Giampiccolo et al. (2007).",
-        _BIB["skandalis"], "maximoss/rte3-french", {"dev": 800, "test": 800},
+        _BIB["skandalis"] + "\n" + _BIB["rte3"], "maximoss/rte3-french", {"dev": 800, "test": 800},
         notes="Classes déséquilibrées (implication ≈ 51 %), prémisses souvent longues.",
         hub_splits={"dev": "validation", "test": "test"},
     ),
     "gqnli_fr": Dataset(
         "gqnli_fr", "GQNLI-FR (quantificateurs)", "nli", "gqnli_fr", {"test": "gqnli.test.fr.tsv"},
         "BSD 2-Clause (original anglais CC BY 4.0)",
-        "Skandalis et al. (2024) ; original : Cui et al. (2022), NAACL.", _BIB["skandalis"],
+        "Skandalis et al. (2024) ; original : Cui et al. (2022), NAACL.", _BIB["skandalis"] + "\n" + _BIB["gqnli"],
         "maximoss/gqnli-fr", {"test": 300}, default_split="test",
         notes="Jeu de test adverse (30 prémisses distinctes) : évaluation seulement.",
         hub_splits={"test": "test"},
@@ -183,7 +202,7 @@ DATASETS: dict[str, Dataset] = {
         default_split="top1",
         notes="« all » contient toutes les branches de chaque arbre (263 premières questions "
         "distinctes) : séparer entraînement et test par première question.",
-        hub_splits={"top1": "train", "all": "train"},
+        hub_splits={"top1": ("train", "validation"), "all": ("train", "validation")},
     ),
     "miserables": Dataset(
         "miserables", "Victor Hugo, Les Misérables (5 tomes)", "corpus", "hugo_miserables_gutenberg",
@@ -284,12 +303,14 @@ def _read_local(ds: Dataset, split, path: Path):
 
 def roman19_metadata() -> pd.DataFrame:
     """Métadonnées des 36 romans de roman19 (auteur, titre, année, genre, nombre de mots, fichier)."""
+    import io
+
     folder = config.data_dir() / DATASETS["roman19"].folder
     try:
-        meta = pd.read_csv(folder / "metadata.csv", index_col=0, encoding="utf-8")
+        text = (folder / "metadata.csv").read_text(encoding="utf-8")
     except FileNotFoundError:
-        meta = pd.read_csv(_ROMAN19_URL + "metadata.csv", index_col=0, encoding="utf-8") if _online_ok() \
-            else _unavailable(DATASETS["roman19"], folder, None)
+        text = _download_text(_ROMAN19_URL + "metadata.csv", DATASETS["roman19"], folder)
+    meta = pd.read_csv(io.StringIO(text), index_col=0)
     meta = meta.rename(columns={"author-name": "author", "textsize-words": "words"})
     meta["file"] = meta["author"] + "_" + meta["title"] + "-" + meta["idno"] + ".txt"
     return meta.reset_index(drop=True)
@@ -342,6 +363,8 @@ def _hub_load(path: str, name: str | None, split: str):
 def _download_text(url: str, ds: Dataset, folder: Path) -> str:
     import urllib.request
 
+    if not _online_ok():
+        _unavailable(ds, folder, None)
     try:
         with urllib.request.urlopen(url, timeout=30) as resp:  # noqa: S310 (URL fixe)
             return resp.read().decode("utf-8-sig").replace("\r\n", "\n")
@@ -361,7 +384,9 @@ def _unavailable(ds: Dataset, where: Path, exc: Exception | None):
 
 def _from_hub(ds: Dataset, split):
     hub_id, config_name = _HUB_IDS[ds.name]
-    hf = _hub_load(hub_id, config_name, ds.hub_splits[split]).to_pandas()
+    hub_split = ds.hub_splits[split]
+    hf = pd.concat([_hub_load(hub_id, config_name, s).to_pandas()
+                    for s in (hub_split if isinstance(hub_split, tuple) else (hub_split,))], ignore_index=True)
     if ds.task == "nli":
         if "label_text" not in hf and hf["label"].dtype.kind in "iu":
             hf = hf[hf["label"].between(0, 2)]
@@ -385,7 +410,8 @@ def _oasst_trees(msgs: pd.DataFrame, best_only: bool) -> list[dict]:
     """Reconstitue les conversations d'OASST1 (chemins racine → feuille ; la meilleure seule si best_only)."""
     children: dict = {}
     for row in msgs.itertuples():
-        children.setdefault(row.parent_id, []).append(row)
+        parent = row.parent_id if isinstance(row.parent_id, str) else None  # None ou NaN : racine
+        children.setdefault(parent, []).append(row)
     role = {"prompter": "user", "assistant": "assistant"}
     out = []
 

@@ -77,6 +77,7 @@ class FinetuneConfig:
     C: float = 10.0  # régression logistique (frozen, setfit)
     normalize: bool = True  # normalisation L2 des embeddings avant la régression logistique
     encode_batch_size: int = 64
+    bf16: bool = False  # précision mixte bfloat16 (torch.autocast) pour l'encodeur
 
     def __post_init__(self):
         for name in ("max_length", "batch_size", "epochs", "pair_iterations", "lora_r", "encode_batch_size"):
@@ -97,6 +98,33 @@ class FinetuneConfig:
 
     def lr_for(self, approach: str) -> float:
         return self.lr if self.lr is not None else DEFAULT_LR[approach]
+
+
+def same_budget(config: FinetuneConfig, approach: str, n_train: int) -> FinetuneConfig:
+    """Règle « même budget de calcul » : ``config.epochs × n_train`` phrases passent dans l'encodeur.
+
+    ``lora`` et ``full`` voient ``epochs`` fois chaque exemple ; ``setfit`` fait une
+    seule passe sur ``epochs × n_train / 2`` paires (deux phrases par paire) ;
+    ``frozen`` n'entraîne pas l'encodeur (configuration inchangée).
+    """
+    _check_approach(approach)
+    if not isinstance(n_train, int) or n_train < 2:
+        raise ValueError(f"n_train doit être un entier ≥ 2, reçu {n_train!r}.")
+    if approach != "setfit":
+        return config
+    n_pairs = max(2, config.epochs * n_train // 2)
+    return replace(config, epochs=1, pair_iterations=math.ceil(n_pairs / (2 * n_train)), max_pairs=n_pairs)
+
+
+def training_passes(config: FinetuneConfig, approach: str, n_train: int) -> int:
+    """Nombre de phrases passées (avant + arrière) dans l'encodeur pendant l'entraînement."""
+    _check_approach(approach)
+    if approach == "frozen":
+        return 0
+    if approach == "setfit":
+        n_pairs = min(2 * n_train * config.pair_iterations, config.max_pairs or 2 * n_train * config.pair_iterations)
+        return 2 * n_pairs * config.epochs
+    return n_train * config.epochs
 
 
 def _check_approach(approach: str) -> str:
@@ -135,6 +163,9 @@ def load_encoder(path: str | Path):
     """
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # barres « Loading weights » / « Writing model shards »
 
     st = SentenceTransformer(str(path), device="cpu")
     modules = [m for m in st if not isinstance(m, Normalize)]
@@ -148,14 +179,29 @@ def load_encoder(path: str | Path):
     return encoder
 
 
+def autocast(enabled: bool):
+    """Précision mixte bfloat16 sur CPU si ``enabled`` (sinon, ne change rien)."""
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=bool(enabled))
+
+
+def bf16_supported() -> bool:
+    """Vrai si le processeur a des instructions bfloat16 natives (sinon la précision mixte ralentit)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # pragma: no cover
+        return False
+
+
 def embed(encoder, texts, *, prefix: str = "", max_length: int = 64, normalize: bool = True,
-          batch_size: int = 64) -> np.ndarray:
+          batch_size: int = 64, bf16: bool = False) -> np.ndarray:
     """Embeddings (N, H) d'une liste de textes avec un encodeur sentence-transformers."""
     texts = check_texts(texts)
     encoder.max_seq_length = max_length
     encoder.eval()
-    return encoder.encode([prefix + t for t in texts], batch_size=batch_size, normalize_embeddings=normalize,
-                          convert_to_numpy=True, show_progress_bar=False)
+    with autocast(bf16):
+        out = encoder.encode([prefix + t for t in texts], batch_size=batch_size, normalize_embeddings=normalize,
+                             convert_to_tensor=True, show_progress_bar=False)
+    return out.float().numpy()
 
 
 def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -185,7 +231,10 @@ def _train_loop(compute_loss, param_groups, n_items: int, *, epochs: int, batch_
 
     params = [p for g in param_groups for p in g["params"]]
     total = epochs * math.ceil(n_items / batch_size)
-    opt = torch.optim.AdamW(param_groups, weight_decay=weight_decay)
+    try:  # version « fused » : un seul noyau pour tous les paramètres, ~15× plus rapide sur CPU
+        opt = torch.optim.AdamW(param_groups, weight_decay=weight_decay, fused=True)
+    except (RuntimeError, TypeError):  # pragma: no cover - torch < 2.4
+        opt = torch.optim.AdamW(param_groups, weight_decay=weight_decay)
     sched = get_linear_schedule_with_warmup(opt, int(warmup_ratio * total), total)
     gen = torch.Generator().manual_seed(seed)
     losses = []
@@ -205,7 +254,7 @@ def _train_loop(compute_loss, param_groups, n_items: int, *, epochs: int, batch_
 def contrastive_finetune(encoder, texts_a, texts_b, targets, *, loss: str = "cosine", epochs: int = 1,
                          batch_size: int = 16, lr: float = 2e-5, seed: int = 0, prefix: str = "",
                          max_length: int = 64, warmup_ratio: float = 0.1, weight_decay: float = 0.01,
-                         gradient_checkpointing: bool = False) -> list[float]:
+                         gradient_checkpointing: bool = False, bf16: bool = False) -> list[float]:
     """Fine-tune **en place** un encodeur sentence-transformers sur des paires de textes.
 
     ``loss="cosine"`` : ``CosineSimilarityLoss`` (cosinus ramené vers ``targets`` ∈ [0, 1]) ;
@@ -241,7 +290,8 @@ def contrastive_finetune(encoder, texts_a, texts_b, targets, *, loss: str = "cos
     def compute_loss(idx):
         fa = encoder.preprocess([prefix + texts_a[i] for i in idx])
         fb = encoder.preprocess([prefix + texts_b[i] for i in idx])
-        return loss_fn([fa, fb], torch.from_numpy(targets[idx]))
+        with autocast(bf16):
+            return loss_fn([fa, fb], torch.from_numpy(targets[idx])).float()
 
     params = [p for p in encoder.parameters() if p.requires_grad]
     try:
@@ -294,12 +344,12 @@ class FrozenClassifier:
     def encode(self, texts) -> np.ndarray:
         """Embeddings normalisés (N, H) : pour la similarité et les clusters."""
         return embed(self.encoder, texts, prefix=self.cfg.prefix, max_length=self.cfg.max_length,
-                     normalize=True, batch_size=self.cfg.encode_batch_size)
+                     normalize=True, batch_size=self.cfg.encode_batch_size, bf16=self.cfg.bf16)
 
     def features(self, texts) -> np.ndarray:
         """Ce que voit la tête : embeddings normalisés ou non selon ``config.normalize``."""
         return embed(self.encoder, texts, prefix=self.cfg.prefix, max_length=self.cfg.max_length,
-                     normalize=self.cfg.normalize, batch_size=self.cfg.encode_batch_size)
+                     normalize=self.cfg.normalize, batch_size=self.cfg.encode_batch_size, bf16=self.cfg.bf16)
 
     def _fit_head(self, x: np.ndarray, y: np.ndarray) -> None:
         from sklearn.linear_model import LogisticRegression
@@ -348,7 +398,8 @@ class SetFitClassifier(FrozenClassifier):
             self.encoder, [texts[i] for i in ia], [texts[i] for i in ib], t, loss="cosine",
             epochs=self.cfg.epochs, batch_size=self.cfg.batch_size, lr=self.cfg.lr_for("setfit"), seed=seed,
             prefix=self.cfg.prefix, max_length=self.cfg.max_length, warmup_ratio=self.cfg.warmup_ratio,
-            weight_decay=self.cfg.weight_decay, gradient_checkpointing=self.cfg.gradient_checkpointing)
+            weight_decay=self.cfg.weight_decay, gradient_checkpointing=self.cfg.gradient_checkpointing,
+            bf16=self.cfg.bf16)
         self._fit_head(self.features(texts), y)
         return self
 
@@ -422,7 +473,9 @@ class TorchClassifier:
 
         def compute_loss(idx):
             batch = self._batch([texts[i] for i in idx])
-            return nn.functional.cross_entropy(model(batch["input_ids"], batch["attention_mask"]), y[idx])
+            with autocast(self.cfg.bf16):
+                logits = model(batch["input_ids"], batch["attention_mask"])  # (B, C)
+            return nn.functional.cross_entropy(logits.float(), y[idx])
 
         self.losses = _train_loop(compute_loss, groups, len(texts), epochs=self.cfg.epochs,
                                   batch_size=self.cfg.batch_size, seed=seed, warmup_ratio=self.cfg.warmup_ratio,
@@ -441,7 +494,8 @@ class TorchClassifier:
         for start in range(0, len(texts), bs):
             idx = order[start:start + bs]
             batch = self._batch([texts[i] for i in idx])
-            out[idx] = self.model.embed(batch["input_ids"], batch["attention_mask"]).numpy()
+            with autocast(self.cfg.bf16):
+                out[idx] = self.model.embed(batch["input_ids"], batch["attention_mask"]).float().numpy()
         return out
 
     def encode(self, texts) -> np.ndarray:
@@ -567,7 +621,9 @@ def training_step_cost(encoder, texts, *, n_classes: int, batch_size: int, seq_l
     release_memory()
     with measure() as m:
         for _ in range(steps):
-            loss = nn.functional.cross_entropy(model(batch["input_ids"], batch["attention_mask"]), y)
+            with autocast(cfg.bf16):
+                logits = model(batch["input_ids"], batch["attention_mask"])  # (B, C)
+            loss = nn.functional.cross_entropy(logits.float(), y)
             loss.backward()
             model.zero_grad(set_to_none=True)
     out = {"seconds_per_step": m.seconds / steps, "delta_peak_mb": m.delta_peak_mb, "loss": float(loss.detach())}

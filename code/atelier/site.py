@@ -329,3 +329,55 @@ def serve(directory: Path):
     finally:
         server.shutdown()
         server.server_close()
+
+
+# --- outil : aligner la première cellule des chapitres sur CONTRIBUTING.md -----------------
+
+_FIRST_CELL = re.compile(r"(?P<open>^```\{code-cell\}[^\n]*\n)(?P<body>.*?)(?P<close>^```[ \t]*$)", re.DOTALL | re.MULTILINE)
+
+
+def sync_install_cell(md: Path, root: Path = config.REPO_ROOT) -> bool:
+    """Remplace la première cellule de code d'un chapitre MyST par la cellule d'installation
+    de ``CONTRIBUTING.md`` (ou l'insère avant la première cellule si celle-ci n'en est pas une).
+    Renvoie ``True`` si le fichier a changé ; régénérez ensuite les notebooks (``make notebooks``)."""
+    code, tags = contributing_install_cell(root)
+    cell = "```{code-cell} ipython3\n" + (f":tags: [{', '.join(tags)}]\n" if tags else "") + code + "\n```"
+    text = Path(md).read_text(encoding="utf-8")
+    m = _FIRST_CELL.search(text)
+    if not m:
+        raise ValueError(f"{md} : aucune cellule ```{{code-cell}} (ce n'est pas un chapitre exécutable).")
+    if "importlib.util.find_spec(\"atelier\")" in m["body"]:
+        new = text[: m.start()] + cell + text[m.end():]
+    else:
+        new = text[: m.start()] + cell + "\n\n" + text[m.start():]
+    if new != text:
+        Path(md).write_text(new, encoding="utf-8")
+    return new != text
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(
+        prog="python -m atelier.site",
+        description="Aligne la première cellule des chapitres sur la cellule d'installation de CONTRIBUTING.md.",
+    )
+    parser.add_argument("command", choices=["sync-install-cell"])
+    parser.add_argument("files", nargs="*", type=Path, metavar="CHAPITRE.md")
+    args = parser.parse_args(argv)
+    from . import build
+
+    files = args.files or build.chapter_sources()
+    try:
+        for md in files:
+            print(("modifié : " if sync_install_cell(md) else "inchangé : ") + str(md))
+    except ValueError as err:
+        print(f"erreur : {err}", file=sys.stderr)
+        return 2
+    print("Régénérez les notebooks : make notebooks")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -68,6 +68,7 @@ _INLINE = re.compile(
     r"|(?P<url>(?:https?://|www\.)[^\s<>()\[\]]*[^\s<>()\[\].,;:!?»\"'])"
     r"|(?P<email>[\w.+-]+@[\w-]+\.[\w.-]*\w)"
     r"|(?P<subst>\{\{[\s\S]*?\}\})"
+    r"|(?P<entity>&(?:#\d+|#x[0-9a-fA-F]+|[A-Za-z]\w*);)"
 )
 
 
@@ -230,6 +231,7 @@ class _Masked:
 
     def __init__(self, text: str):
         self.protected: list[str] = []
+        self.nb_spaces = NB_SPACES  # plus les entités HTML d'espace insécable (&nbsp;…), masquées
         self.starts: list[int] = []  # (début masqué, début original) des morceaux de prose
         self.origins: list[int] = []
         parts: list[str] = []
@@ -254,6 +256,8 @@ class _Masked:
                     parts.append(piece)
                     masked_len += len(piece)
                 else:
+                    if kind == "entity" and piece.lower() in _NB_ENTITIES:
+                        self.nb_spaces += chr(self.BASE + len(self.protected))
                     protect(piece)
                 orig += len(piece)
         self.text = "".join(parts)
@@ -266,6 +270,7 @@ class _Masked:
         return re.sub("[\U000f0000-\U000ffffd]", lambda m: self.protected[ord(m.group()) - self.BASE], s)
 
 
+_NB_ENTITIES = {"&nbsp;", "&#160;", "&#xa0;", "&#8239;", "&#x202f;"}
 _HIGH = ";:!?"
 _AFTER_PUNCT = set(" \t\n*_)]}»\"'’….,;:!?")
 _NO_SPACE_AFTER = set("([{|/\\«\"'`’")
@@ -273,7 +278,7 @@ _BLOCK_START = re.compile(r"^[ \t]*(?:[-*+][ \t]|\d+[.)][ \t]|#|\||>|\n|$|[\U000
 _NOT_PROSE_LINE = re.compile(r"^[ \t]*(?:#|\||$)|^[\s\U000f0000-\U000ffffd]*$")
 
 
-def _edits(m: str) -> list[tuple[int, int, str | None, int, str]]:
+def _edits(m: str, nb: str = NB_SPACES) -> list[tuple[int, int, str | None, int, str]]:
     """Corrections ``(début, fin, remplacement ou None, position signalée, message)`` du texte masqué."""
     edits = []
 
@@ -290,7 +295,7 @@ def _edits(m: str) -> list[tuple[int, int, str | None, int, str]]:
         i, ch = match.start(), match.group()
         nxt = m[i + 1] if i + 1 < len(m) else "\n"
         prev = m[i - 1] if i else "\n"
-        if nxt not in _AFTER_PUNCT or prev in NB_SPACES or prev in _HIGH or prev in _NO_SPACE_AFTER:
+        if nxt not in _AFTER_PUNCT or prev in nb or prev in _HIGH or prev in _NO_SPACE_AFTER:
             continue
         if prev in " \t":
             j = i
@@ -311,7 +316,7 @@ def _edits(m: str) -> list[tuple[int, int, str | None, int, str]]:
         j = i + 1
         while j < len(m) and m[j] in " \t":
             j += 1
-        if j < len(m) and m[j] in NB_SPACES:
+        if j < len(m) and m[j] in nb:
             continue
         if j >= len(m) or m[j] == "\n":
             k = j + 1
@@ -330,7 +335,7 @@ def _edits(m: str) -> list[tuple[int, int, str | None, int, str]]:
         j = i
         while j and m[j - 1] in " \t":
             j -= 1
-        if j and m[j - 1] in NB_SPACES:
+        if j and m[j - 1] in nb:
             continue
         if j == 0 or m[j - 1] == "\n":
             edits.append(join_previous(i, "»"))
@@ -350,7 +355,7 @@ def check_typography(text: str, path: str = "<texte>") -> list[Issue]:
     """Écarts à la typographie française dans la prose d'une page MyST."""
     masked = _Masked(text)
     issues = []
-    for _, _, _, at, message in _edits(masked.text):
+    for _, _, _, at, message in _edits(masked.text, masked.nb_spaces):
         line, col = _line_col(text, masked.origin(at))
         issues.append(Issue(path, line, col, message))
     return issues
@@ -362,7 +367,7 @@ def fix_typography(text: str) -> str:
         masked = _Masked(text)
         out, last_end = [], len(masked.text)
         applied = False
-        for start, end, repl, _, _ in reversed(_edits(masked.text)):
+        for start, end, repl, _, _ in reversed(_edits(masked.text, masked.nb_spaces)):
             if repl is None or end > last_end:
                 continue
             out.append(masked.text[end:last_end])
