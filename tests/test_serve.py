@@ -400,3 +400,12 @@ def test_live_server_with_official_openai_client_and_retries(live_server, tmp_pa
     with pytest.raises(openai.InternalServerError):
         stubborn.embed(["Encore une phrase."])
     assert proc.poll() is None
+
+
+def test_cli_refuses_non_loopback_host_and_bad_port(capsys):
+    with pytest.raises(SystemExit):
+        S.main(["--host", "0.0.0.0", "--port", "8000"])
+    assert "boucle locale" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        S.main(["--port", "0"])
+    assert "Port invalide" in capsys.readouterr().err

