@@ -235,7 +235,13 @@ def tensor_bytes(model: nn.Module) -> int:
             if getattr(qs, "state2", None) is not None:
                 total += qs.state2.absmax.numel() * 4 + qs.state2.code.numel() * 4 + 4
         scb = getattr(t, "SCB", None)
-        if scb is not None:
+        if scb is not None and scb.data_ptr() not in seen:
+            seen.add(scb.data_ptr())
+            total += scb.numel() * scb.element_size()
+    for module in model.modules():  # int8 : après un premier passage, SCB passe dans module.state
+        scb = getattr(getattr(module, "state", None), "SCB", None)
+        if isinstance(scb, torch.Tensor) and scb.data_ptr() not in seen:
+            seen.add(scb.data_ptr())
             total += scb.numel() * scb.element_size()
     return total
 
@@ -264,8 +270,9 @@ def _trim() -> None:
 def measure_loaded(path, precision: str, other_dtype: str = "bf16", double_quant: bool = False, keep: bool = False):
     """Charge le modèle de ``path`` en ``precision`` et mesure ce qu'il occupe.
 
-    Renvoie ``{"tensor_bytes", "rss_bytes", "seconds"}`` (et ``"model"`` si
-    ``keep``). ``rss_bytes`` est la hausse de la mémoire résidente du processus
+    Renvoie ``{"tensor_bytes", "rss_bytes", "peak_rss_bytes", "seconds"}`` (et
+    ``"model"`` si ``keep``). ``tensor_bytes`` : octets des tenseurs juste après
+    le chargement (:func:`tensor_bytes`). ``rss_bytes`` est la hausse de la mémoire résidente du processus
     après un passage avant sur quatre jetons (pour que les poids projetés en
     mémoire depuis le fichier soient vraiment lus), ramasse-miettes fait.
     """
@@ -282,11 +289,14 @@ def measure_loaded(path, precision: str, other_dtype: str = "bf16", double_quant
     start = rss_mb()
     with measure() as m:
         model = AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
+        # Format de stockage, avant tout calcul : sur un CPU AVX512-BF16, bitsandbytes
+        # réorganise ensuite les poids 4 bits pour son noyau d'inférence (absmax en bf16).
+        stored = tensor_bytes(model)
         model.eval()
         with torch.no_grad():
             model(torch.tensor([[1, 2, 3, 4]]))
     _trim()
-    out = {"tensor_bytes": tensor_bytes(model), "rss_bytes": int((rss_mb() - start) * 2**20),
+    out = {"tensor_bytes": stored, "rss_bytes": int((rss_mb() - start) * 2**20),
            "seconds": m.seconds, "peak_rss_bytes": int((m.peak_mb - start) * 2**20)}
     if keep:
         out["model"] = model

@@ -1,0 +1,149 @@
+"""atelier.sft : données, perte, boucle d'entraînement, CLI et accelerate launch (2 processus CPU)."""
+
+import json
+import os
+import subprocess
+import sys
+import warnings
+
+import pytest
+import torch
+
+from atelier import sft
+from atelier.chat import IGNORE_INDEX
+
+CONVS = [
+    {"messages": [{"role": "user", "content": f"Question numéro {i} : quelle est la capitale de la France ?"},
+                  {"role": "assistant", "content": "La capitale de la France est Paris."}]}
+    for i in range(12)
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_path(tmp_path_factory):
+    return sft.make_tiny_chat_model(tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture(scope="module")
+def data_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "dialogues.jsonl"
+    path.write_text("\n".join(json.dumps(c, ensure_ascii=False) for c in CONVS) + "\n", encoding="utf-8")
+    return path
+
+
+def test_collate_pads_right_and_ignores_padding():
+    a = {"input_ids": [5, 6, 7], "attention_mask": [1, 1, 1], "labels": [IGNORE_INDEX, 6, 7]}
+    b = {"input_ids": [8], "attention_mask": [1], "labels": [8]}
+    batch = sft.collate([a, b], pad_id=0)
+    assert batch["input_ids"].tolist() == [[5, 6, 7], [8, 0, 0]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
+    assert batch["labels"].tolist() == [[IGNORE_INDEX, 6, 7], [8, IGNORE_INDEX, IGNORE_INDEX]]
+
+
+def test_build_examples_counts_what_it_sets_aside(tiny_path):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_path)
+    long_prompt = {"messages": [{"role": "user", "content": "mot " * 200}, {"role": "assistant", "content": "Oui."}]}
+    examples, info = sft.build_examples(tok, CONVS[:3] + [long_prompt], max_length=96)
+    assert info["conversations"] == 4 and info["examples"] == 3 and info["skipped"] == 1
+    assert info["assistant_tokens"] == sum(sum(lab != IGNORE_INDEX for lab in e["labels"]) for e in examples)
+
+
+def test_evaluate_matches_transformers_loss(tiny_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_path)
+    model = AutoModelForCausalLM.from_pretrained(tiny_path).eval()
+    examples, _ = sft.build_examples(tok, CONVS[:1], max_length=64)
+    ours = sft.evaluate(model, examples, tok.pad_token_id)
+    with torch.no_grad():
+        ref = model(**sft.collate(examples, tok.pad_token_id)).loss
+    assert abs(ours["loss"] - float(ref)) < 1e-5
+    assert abs(ours["perplexity"] - float(torch.exp(ref))) < 1e-3
+    # Plusieurs exemples de longueurs différentes : moyenne par jeton, pas par exemple.
+    examples, _ = sft.build_examples(tok, CONVS[:2] + [{"messages": CONVS[0]["messages"] * 2}], max_length=64)
+    per_example = [sft.evaluate(model, [e], tok.pad_token_id) for e in examples]
+    total = sum(r["loss"] * r["n_tokens"] for r in per_example) / sum(r["n_tokens"] for r in per_example)
+    assert abs(sft.evaluate(model, examples, tok.pad_token_id, batch_size=2)["loss"] - total) < 1e-5
+
+
+@pytest.mark.parametrize("four_bit", [False, True])
+def test_training_lowers_the_loss_and_only_lora_moves(tiny_path, four_bit):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model, tok = sft.load_base(tiny_path, four_bit=four_bit)
+    if four_bit:
+        assert type(model.model.layers[0].self_attn.q_proj).__name__ == "Linear4bit"
+    model = sft.add_lora(model, r=4, alpha=8, dropout=0.0)
+    frozen = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
+    examples, _ = sft.build_examples(tok, CONVS, max_length=64)
+    before = sft.evaluate(model, examples, tok.pad_token_id)["loss"]
+    result = sft.train(model, examples, tok.pad_token_id, max_steps=12, lr=5e-2, batch_size=4, progress=False)
+    after = sft.evaluate(result["model"], examples, tok.pad_token_id)["loss"]
+    assert after < before - 0.5
+    assert len(result["losses"]) == 12 and result["steps_per_second"] > 0
+    for n, p in result["model"].named_parameters():
+        if n in frozen:
+            assert torch.equal(p, frozen[n]), n
+
+
+def test_bad_training_arguments(tiny_path):
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_path)
+    with pytest.raises(ValueError, match="Aucun exemple"):
+        sft.train(model, [], 0)
+    with pytest.raises(ValueError, match="batch_size"):
+        sft.train(model, [{"input_ids": [1], "attention_mask": [1], "labels": [1]}], 0, batch_size=0)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    with pytest.raises(ValueError, match="aucun paramètre entraînable"):
+        sft.train(model, [{"input_ids": [1], "attention_mask": [1], "labels": [1]}], 0, progress=False)
+    with pytest.raises(ValueError, match="r"):
+        sft.add_lora(model, r=0)
+
+
+def _check_adapter(tiny_path, out):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    assert (out / "adapter_model.safetensors").is_file() and (out / "adapter_config.json").is_file()
+    assert not list(out.glob("*.bin")) and not list(out.glob("*.pt"))  # pas de pickle
+    summary = json.loads((out / "train_summary.json").read_text(encoding="utf-8"))
+    assert summary["adapter_bytes"] == sft.adapter_size(out)
+    base = AutoModelForCausalLM.from_pretrained(tiny_path).eval()
+    ids = torch.tensor([[1, 5, 9, 12, 3]])
+    with torch.no_grad():
+        plain = base(input_ids=ids).logits.clone()
+        model = PeftModel.from_pretrained(base, str(out)).eval()
+        adapted = model(input_ids=ids).logits
+        merged = model.merge_and_unload()(input_ids=ids).logits
+    assert not torch.allclose(plain, adapted, atol=1e-4)  # l'adaptateur change quelque chose
+    assert torch.allclose(adapted, merged, atol=1e-4)  # fusionner ne change pas la sortie
+    return summary
+
+
+def test_cli_single_process(tiny_path, data_file, tmp_path):
+    out = tmp_path / "adapter"
+    summary = sft.main(["--model", str(tiny_path), "--data", str(data_file), "--output", str(out), "--max-steps", "3",
+                        "--batch-size", "2", "--lr", "1e-2", "--r", "4", "--alpha", "8", "--max-length", "64",
+                        "--test-fraction", "0.2"])
+    assert summary["steps"] == 3 and summary["processes"] == 1
+    _check_adapter(tiny_path, out)
+
+
+def test_accelerate_launch_two_cpu_processes(tiny_path, data_file, tmp_path):
+    out = tmp_path / "adapter-ddp"
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--num_machines", "1",
+           "--cpu", "--mixed_precision", "no", "--dynamo_backend", "no",
+           "-m", "atelier.sft", "--model", str(tiny_path), "--data", str(data_file), "--output", str(out),
+           "--max-steps", "2", "--batch-size", "2", "--lr", "1e-2", "--r", "4", "--alpha", "8",
+           "--max-length", "64", "--test-fraction", "0.2"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    summary = _check_adapter(tiny_path, out)
+    assert summary["processes"] == 2
+    assert summary["examples_per_step"] == 4  # 2 par processus × 2 processus
+    assert "sur 2 processus" in proc.stdout
