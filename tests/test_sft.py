@@ -17,6 +17,7 @@ CONVS = [
                   {"role": "assistant", "content": "La capitale de la France est Paris."}]}
     for i in range(12)
 ]
+ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
 @pytest.fixture(scope="module")
@@ -75,17 +76,22 @@ def test_training_lowers_the_loss_and_only_lora_moves(tiny_path, four_bit):
         model, tok = sft.load_base(tiny_path, four_bit=four_bit)
     if four_bit:
         assert type(model.model.layers[0].self_attn.q_proj).__name__ == "Linear4bit"
-    model = sft.add_lora(model, r=4, alpha=8, dropout=0.0)
-    frozen = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
+    model = sft.add_lora(model, r=8, alpha=16, dropout=0.0, target_modules=ALL_LINEAR)
+    # state_dict() rend le format de stockage canonique (bitsandbytes réorganise les poids
+    # 4 bits pour son noyau CPU d'inférence, et remet alors les absmax en bf16).
+    frozen = {k: v.clone() for k, v in model.state_dict().items() if "lora_" not in k}
     examples, _ = sft.build_examples(tok, CONVS, max_length=64)
     before = sft.evaluate(model, examples, tok.pad_token_id)["loss"]
-    result = sft.train(model, examples, tok.pad_token_id, max_steps=12, lr=5e-2, batch_size=4, progress=False)
+    result = sft.train(model, examples, tok.pad_token_id, max_steps=12, lr=1e-2, batch_size=4, progress=False)
     after = sft.evaluate(result["model"], examples, tok.pad_token_id)["loss"]
     assert after < before - 0.5
     assert len(result["losses"]) == 12 and result["steps_per_second"] > 0
-    for n, p in result["model"].named_parameters():
-        if n in frozen:
-            assert torch.equal(p, frozen[n]), n
+    after_state = result["model"].state_dict()
+    for k, v in frozen.items():
+        if "absmax" in k or "quant_map" in k or "quant_state" in k:
+            continue  # constantes ré-encodées par le noyau CPU (bf16, double quantification refaite)
+        assert torch.equal(after_state[k], v), k  # codes 4 bits, normes, plongements : intacts
+    assert any("lora_B" in k and v.abs().sum() > 0 for k, v in after_state.items())
 
 
 def test_bad_training_arguments(tiny_path):
@@ -134,13 +140,17 @@ def test_cli_single_process(tiny_path, data_file, tmp_path):
 
 
 def test_accelerate_launch_two_cpu_processes(tiny_path, data_file, tmp_path):
+    # accelerate 1.15 : « --cpu » passe par le lanceur simple, qui ne démarre qu'UN processus
+    # sans fichier d'hôtes MPI. Deux processus CPU : lanceur distribué (torchrun) sans GPU
+    # visible ; chaque processus crée Accelerator(cpu=True) → DDP sur CPU (gloo).
     out = tmp_path / "adapter-ddp"
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--num_machines", "1",
-           "--cpu", "--mixed_precision", "no", "--dynamo_backend", "no",
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
            "-m", "atelier.sft", "--model", str(tiny_path), "--data", str(data_file), "--output", str(out),
            "--max-steps", "2", "--batch-size", "2", "--lr", "1e-2", "--r", "4", "--alpha", "8",
            "--max-length", "64", "--test-fraction", "0.2"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+           "CUDA_VISIBLE_DEVICES": ""}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     summary = _check_adapter(tiny_path, out)

@@ -180,6 +180,34 @@ def add_lora(model: nn.Module, target_modules: Sequence[str], r: int = 8, alpha:
     return get_peft_model(model, cfg)
 
 
+_GROUPS = (  # (motif dans le nom du paramètre, bloc) : le premier motif trouvé l'emporte
+    ("lora_", "LoRA"),
+    ("word_embeddings", "plongements des mots"),
+    ("position_embeddings", "positions absolues"),
+    ("token_type_embeddings", "types de segment"),
+    ("rel_embeddings", "positions relatives (table et normalisation)"),
+    ("encoder.LayerNorm", "positions relatives (table et normalisation)"),
+    ("encoder.conv.", "convolution après la 1re couche"),
+    ("attention.self", "attention : requêtes, clés, valeurs"),
+    ("attention.output.dense", "attention : projection de sortie"),
+    ("intermediate.", "propagation avant"),
+    ("output.dense", "propagation avant"),
+    ("LayerNorm", "normalisations"),
+    ("pooler.", "tête : couche dense"),
+    ("classifier.dense", "tête : couche dense"),
+    ("classifier", "tête : projection vers les classes"),
+)
+
+
+def parameter_groups(model: nn.Module) -> dict[str, int]:
+    """Nombre de paramètres par bloc (plongements, attention, propagation avant, tête…)."""
+    out: dict[str, int] = {}
+    for name, p in model.named_parameters():
+        group = next((g for pattern, g in _GROUPS if pattern in name), "autres")
+        out[group] = out.get(group, 0) + p.numel()
+    return out
+
+
 def parameter_report(peft_model: nn.Module) -> dict[str, int | float]:
     """Décompose le décompte de ``print_trainable_parameters`` de ``peft``.
 

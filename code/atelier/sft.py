@@ -213,12 +213,16 @@ class _nullcontext:
         return False
 
 
+ADAPTER_FILES = ("adapter_model.safetensors", "adapter_config.json")
+
+
 def adapter_size(folder) -> int:
-    """Octets occupés sur disque par un adaptateur sauvegardé (tous les fichiers du dossier)."""
+    """Octets sur disque d'un adaptateur sauvegardé : poids (safetensors) + configuration."""
     folder = Path(folder)
-    if not folder.is_dir():
-        raise ValueError(f"Dossier d'adaptateur introuvable : {folder}.")
-    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+    missing = [name for name in ADAPTER_FILES if not (folder / name).is_file()]
+    if missing:
+        raise ValueError(f"{folder} n'est pas un adaptateur peft complet : il manque {', '.join(missing)}.")
+    return sum((folder / name).stat().st_size for name in ADAPTER_FILES)
 
 
 # ----------------------------------------------------------------------------
