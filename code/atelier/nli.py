@@ -240,11 +240,13 @@ def compute_metrics(eval_pred) -> dict[str, float]:
 
 def training_arguments(output_dir, *, num_epochs: float = 10, eval_steps: int | None = None,
                        learning_rate: float = 2e-4, batch_size: int = 32, weight_decay: float = 0.01,
-                       seed: int = 42, group_by_length: bool = False, logging_steps: int = 10):
+                       seed: int = 42, group_by_length: bool = False, logging_steps: int = 10,
+                       bf16: bool = False):
     """``TrainingArguments`` du tutoriel d'origine (meilleur modèle choisi sur le F1 macro).
 
     ``eval_steps=None`` : évaluation et sauvegarde à chaque époque (comme le
     tutoriel) ; un entier : tous les ``eval_steps`` pas (budget CPU).
+    Précision mixte : fp16 sur GPU (comme le tutoriel), bf16 si ``bf16=True``.
     """
     from transformers import TrainingArguments
 
@@ -258,7 +260,7 @@ def training_arguments(output_dir, *, num_epochs: float = 10, eval_steps: int | 
         save_total_limit=2, save_only_model=True, logging_steps=logging_steps, seed=seed, data_seed=seed,
         report_to="none", dataloader_num_workers=0, disable_tqdm=False,
         train_sampling_strategy="group_by_length" if group_by_length else "random",
-        use_cpu=not torch.cuda.is_available(), fp16=torch.cuda.is_available(),
+        use_cpu=not torch.cuda.is_available(), fp16=torch.cuda.is_available() and not bf16, bf16=bf16,
     )
 
 

@@ -1,7 +1,7 @@
 """Serveur d'embeddings compatible OpenAI (``POST /v1/embeddings``), sur 127.0.0.1.
 
-Utilisé par le chapitre « Embeddings : local ou API ? » (``02_embeddings``) pour
-emprunter **pour de vrai** le chemin d'une API : le client officiel ``openai``
+Utilisé par le chapitre « Embeddings : local ou API ? » (``02_embeddings``) pour
+emprunter **pour de vrai** le chemin d'une API : le client officiel ``openai``
 parle à ce serveur avec ``base_url="http://127.0.0.1:PORT/v1"``. ::
 
     python -m atelier.serve --port 8000                       # rôle sentence_multilingual
@@ -9,17 +9,17 @@ parle à ce serveur avec ``base_url="http://127.0.0.1:PORT/v1"``. ::
     python -m atelier.serve --port 8000 --model-path DOSSIER --name mon-modele
 
 - La clé d'API éventuelle vient **uniquement** de la variable d'environnement
-  ``ATELIER_API_KEY`` : si elle est définie, chaque requête doit porter
+  ``ATELIER_API_KEY`` : si elle est définie, chaque requête doit porter
   ``Authorization: Bearer <clé>``. La clé n'est jamais affichée ni renvoyée.
 - Les erreurs suivent le format d'OpenAI (``{"error": {"message", "type",
-  "param", "code"}}``) avec le bon code HTTP : JSON illisible (400), entrée
+  "param", "code"}}``) avec le bon code HTTP : JSON illisible (400), entrée
   vide ou mal typée (400), texte trop long pour le modèle (400), trop de textes
   (400), modèle inconnu (404), clé absente ou fausse (401), route inconnue
   (404). Une erreur pendant le calcul donne un 500 sans arrêter le serveur.
-- Les requêtes simultanées sont regroupées en lots (*dynamic batching*) : un
+- Les requêtes simultanées sont regroupées en lots (*dynamic batching*) : un
   seul calcul à la fois, mais sur tous les textes en attente.
 - Avec ``--inject-faults``, ``POST /_atelier/faults`` programme des réponses
-  429/5xx pour les prochaines requêtes : de quoi montrer les reprises du client.
+  429/5xx pour les prochaines requêtes : de quoi montrer les reprises du client.
 """
 
 
@@ -46,7 +46,7 @@ _ERROR_TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 404:
 
 @dataclass
 class ServedModel:
-    """Un modèle servi : son nom public, sa fonction d'encodage et son tokenizer de comptage."""
+    """Un modèle servi : son nom public, sa fonction d'encodage et son tokenizer de comptage."""
 
     name: str
     encode: Callable[[list[str]], np.ndarray]  # liste de n textes -> (n, H)
@@ -180,7 +180,7 @@ def create_app(models: list[ServedModel], *, api_key: str | None = None, fault_i
         return secrets.compare_digest(given.encode(), api_key.encode())
 
     def unauthorized():
-        return error(401, "Clé d'API absente ou incorrecte : envoyez l'en-tête « Authorization: Bearer <clé> ».",
+        return error(401, "Clé d'API absente ou incorrecte : envoyez l'en-tête « Authorization: Bearer <clé> ».",
                      code="invalid_api_key")
 
     @app.get("/health")
@@ -206,14 +206,14 @@ def create_app(models: list[ServedModel], *, api_key: str | None = None, fault_i
         try:
             body = json.loads(await request.body())
         except (ValueError, UnicodeDecodeError):
-            return error(400, "Corps de requête illisible : ce n'est pas du JSON valide.")
+            return error(400, "Corps de requête illisible : ce n'est pas du JSON valide.")
         if not isinstance(body, dict):
             return error(400, "Le corps de la requête doit être un objet JSON.")
         name = body.get("model")
         if not isinstance(name, str) or not name:
-            return error(400, "Champ « model » manquant : donnez le nom d'un modèle servi.", param="model")
+            return error(400, "Champ « model » manquant : donnez le nom d'un modèle servi.", param="model")
         if name not in by_name:
-            return error(404, f"Le modèle « {name} » n'existe pas ici. Modèles servis : {', '.join(by_name)}.",
+            return error(404, f"Le modèle « {name} » n'existe pas ici. Modèles servis : {', '.join(by_name)}.",
                          param="model", code="model_not_found")
         model = by_name[name]
         inp = body.get("input")
@@ -222,20 +222,20 @@ def create_app(models: list[ServedModel], *, api_key: str | None = None, fault_i
         elif isinstance(inp, list) and all(isinstance(t, str) for t in inp):
             texts = inp
         elif isinstance(inp, list) and inp and all(isinstance(t, (int, list)) for t in inp):
-            return error(400, "Les entrées déjà découpées en jetons ne sont pas prises en charge : envoyez du texte.",
+            return error(400, "Les entrées déjà découpées en jetons ne sont pas prises en charge : envoyez du texte.",
                          param="input")
         else:
-            return error(400, "Champ « input » invalide : une chaîne ou une liste de chaînes est attendue.",
+            return error(400, "Champ « input » invalide : une chaîne ou une liste de chaînes est attendue.",
                          param="input")
         if not texts or any(not t for t in texts):
-            return error(400, "Champ « input » vide : chaque texte doit contenir au moins un caractère.",
+            return error(400, "Champ « input » vide : chaque texte doit contenir au moins un caractère.",
                          param="input")
         if len(texts) > max_inputs:
-            return error(400, f"Trop de textes dans une requête : {len(texts)} pour {max_inputs} au plus.",
+            return error(400, f"Trop de textes dans une requête : {len(texts)} pour {max_inputs} au plus.",
                          param="input")
         fmt = body.get("encoding_format", "float")
         if fmt not in ("float", "base64"):
-            return error(400, "encoding_format doit valoir « float » ou « base64 ».", param="encoding_format")
+            return error(400, "encoding_format doit valoir « float » ou « base64 ».", param="encoding_format")
         dims = body.get("dimensions")
         if dims is not None and dims != model.dim:
             return error(400, f"Ce modèle ne produit que des vecteurs de dimension {model.dim}.", param="dimensions")
@@ -244,13 +244,13 @@ def create_app(models: list[ServedModel], *, api_key: str | None = None, fault_i
         if too_long:
             i = too_long[0]
             return error(400, f"Le texte {i} compte {counts[i]} jetons, au-delà de la limite de {model.max_tokens} "
-                              f"jetons du modèle « {model.name} ». Découpez-le.", param="input",
+                              f"jetons du modèle « {model.name} ». Découpez-le.", param="input",
                          code="context_length_exceeded")
         stats.requests += 1
         try:
             vecs = await batchers[model.name].submit(texts)
         except Exception:
-            return error(500, "Le calcul des embeddings a échoué ; réessayez.")
+            return error(500, "Le calcul des embeddings a échoué ; réessayez.")
         vecs = np.asarray(vecs, dtype="<f4")
         data = []
         for i, v in enumerate(vecs):
@@ -269,7 +269,7 @@ def create_app(models: list[ServedModel], *, api_key: str | None = None, fault_i
                 body = json.loads(await request.body())
                 statuses = [int(s) for s in body["statuses"]]
             except (ValueError, KeyError, TypeError):
-                return error(400, "Attendu : {\"statuses\": [429, 503, …]}.")
+                return error(400, "Attendu : {\"statuses\": [429, 503, …]}.")
             if any(s not in (429, 500, 502, 503, 504) for s in statuses):
                 return error(400, "Seuls les codes 429, 500, 502, 503 et 504 peuvent être simulés.")
             faults.extend(statuses)
@@ -308,16 +308,16 @@ def _check_host(host: str) -> str:
             return host
     except ValueError:
         pass
-    raise ValueError(f"Hôte refusé : {host!r}. Ce serveur n'écoute que sur la boucle locale (127.0.0.1, ::1).")
+    raise ValueError(f"Hôte refusé : {host!r}. Ce serveur n'écoute que sur la boucle locale (127.0.0.1, ::1).")
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m atelier.serve",
                                      description="Serveur d'embeddings compatible OpenAI, sur 127.0.0.1.")
-    parser.add_argument("--host", default="127.0.0.1", help="adresse de boucle locale (défaut : 127.0.0.1)")
+    parser.add_argument("--host", default="127.0.0.1", help="adresse de boucle locale (défaut : 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--model", action="append", default=[], metavar="RÔLE",
-                        help="rôle atelier.models à servir (répétable ; défaut : sentence_multilingual)")
+                        help="rôle atelier.models à servir (répétable ; défaut : sentence_multilingual)")
     parser.add_argument("--model-path", help="dossier sentence-transformers à servir au lieu d'un rôle")
     parser.add_argument("--name", help="nom public du modèle donné par --model-path")
     parser.add_argument("--inject-faults", action="store_true", help="active POST /_atelier/faults (démonstrations)")
@@ -328,7 +328,7 @@ def main(argv: list[str] | None = None) -> None:
     except ValueError as exc:
         parser.error(str(exc))
     if not 0 < args.port < 65536:
-        parser.error(f"Port invalide : {args.port}.")
+        parser.error(f"Port invalide : {args.port}.")
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -348,8 +348,8 @@ def main(argv: list[str] | None = None) -> None:
     api_key = os.environ.get(API_KEY_ENV) or None
     app = create_app(served, api_key=api_key, fault_injection=args.inject_faults, max_batch=args.max_batch)
     names = ", ".join(n for m in served for n in (m.name, *m.aliases))
-    print(f"Serveur d'embeddings prêt sur http://{host}:{args.port}/v1 — modèles : {names} ; "
-          f"clé d'API : {'exigée (variable ' + API_KEY_ENV + ')' if api_key else 'aucune'}.", flush=True)
+    print(f"Serveur d'embeddings prêt sur http://{host}:{args.port}/v1 — modèles : {names} ; "
+          f"clé d'API : {'exigée (variable ' + API_KEY_ENV + ')' if api_key else 'aucune'}.", flush=True)
 
     import uvicorn
 

@@ -78,12 +78,52 @@ def _on_build_finished(app: Sphinx, exc) -> None:
 def _on_env_get_outdated(app, env, added, changed, removed):
     # Le rapport d'exécution et les chapitres dont le code a changé sont relus à chaque build.
     stale = build.stale_chapter_docnames(app.srcdir, app.config.nb_execution_cache_path)
+    # sphinxcontrib-bibtex ne rafraîchit pas `:all:` quand un .bib est ajouté : on relit la page.
     reports = {
         build._docname(md, app.srcdir)
         for md in (Path(app.srcdir) / "book").glob("*.md")
-        if "{execution-report}" in md.read_text("utf-8")
+        if any(d in md.read_text("utf-8") for d in ("{execution-report}", "{bibliography}"))
     }
     return sorted((reports & set(env.found_docs)) | set(stale))
+
+
+def _on_env_updated(app: Sphinx, env) -> None:
+    """Remet les sorties dans le notebook téléchargeable d'un chapitre servi par le cache.
+
+    myst-nb écrit ``_build/jupyter_execute/<doc>.ipynb`` (proposé au
+    téléchargement) sans sorties quand il reprend le cache : on le réécrit
+    avec les sorties enregistrées.
+    """
+    import nbformat
+    from jupyter_cache import get_cache
+
+    cache_path = app.config.nb_execution_cache_path
+    if not cache_path or not Path(cache_path).exists():
+        return
+    cache = get_cache(cache_path)
+    for md in build.chapter_sources(Path(app.srcdir) / "book"):
+        doc = build._docname(md, app.srcdir)
+        if doc not in env.found_docs:
+            continue
+        try:
+            _, nb = cache.merge_match_into_notebook(build.read_md_notebook(md))
+        except KeyError:
+            continue
+        nb.metadata.pop("source_map", None)
+        target = Path(app.outdir).parent / "jupyter_execute" / f"{doc}.ipynb"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, target)
+
+
+def _dedupe_scripts(app: Sphinx, pagename, templatename, context, doctree) -> None:
+    """Retire les scripts en double (sphinx-thebe ajoute deux fois le sien : erreur JavaScript)."""
+    seen, unique = set(), []
+    for js in context.get("script_files", []):
+        key = (getattr(js, "filename", str(js)) or "", tuple(sorted(getattr(js, "attributes", {}).items())))
+        if key not in seen:
+            seen.add(key)
+            unique.append(js)
+    context["script_files"] = unique
 
 
 # --- la directive du rapport d'exécution --------------------------------------
@@ -166,6 +206,8 @@ def setup(app: Sphinx) -> dict:
     app.connect("builder-inited", _on_builder_inited)
     app.connect("env-get-outdated", _on_env_get_outdated)
     app.connect("doctree-resolved", _on_doctree_resolved)
+    app.connect("env-updated", _on_env_updated)
+    app.connect("html-page-context", _dedupe_scripts, priority=900)
     app.connect("build-finished", _on_build_finished)
     app.add_node(report_placeholder)
     app.add_directive("execution-report", ExecutionReport)

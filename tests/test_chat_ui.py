@@ -1,0 +1,134 @@
+"""Bout en bout : ``python -m atelier.chat`` dans Chromium sans écran (Playwright).
+
+Démarre l'application Gradio sur 127.0.0.1 avec un minuscule modèle aléatoire
+et un adaptateur LoRA, tape un message dans le navigateur et vérifie que la
+réponse arrive en flux (le texte affiché grandit plusieurs fois).
+"""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import torch
+
+playwright = pytest.importorskip("playwright.sync_api")
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run"]
+
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).is_file(), reason="Chromium absent (apt-get install chromium)")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def model_and_adapter(tmp_path_factory):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from atelier.sft import make_tiny_chat_model
+
+    root = tmp_path_factory.mktemp("ui")
+    path = make_tiny_chat_model(root / "model")
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(path),
+                           LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(std=0.05)
+    model.save_pretrained(root / "adapter")
+    return path, root / "adapter"
+
+
+@pytest.fixture(scope="module")
+def server(model_and_adapter):
+    path, adapter = model_and_adapter
+    port = _free_port()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False",
+           "OMP_NUM_THREADS": "1", "NO_PROXY": "127.0.0.1,localhost"}
+    proc = subprocess.Popen([sys.executable, "-m", "atelier.chat", "--model", str(path), "--adapter", str(adapter),
+                             "--port", str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + 300
+    try:
+        while True:
+            if proc.poll() is not None:
+                pytest.fail("Le serveur s'est arrêté :\n" + proc.stdout.read()[-3000:])
+            try:
+                with urllib.request.urlopen(url, timeout=5) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.time() > deadline:
+                pytest.fail("Le serveur Gradio n'a pas répondu en 300 s.")
+            time.sleep(1)
+        yield proc, port, url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def test_server_listens_on_loopback_only(server):
+    import psutil
+
+    proc, port, _ = server
+    addrs = [c.laddr for c in psutil.Process(proc.pid).net_connections(kind="inet") if c.status == psutil.CONN_LISTEN]
+    assert addrs, "aucune socket en écoute"
+    assert all(a.ip == "127.0.0.1" for a in addrs), addrs
+    assert any(a.port == port for a in addrs)
+
+
+def test_message_gets_a_streamed_answer(server):
+    from playwright.sync_api import sync_playwright
+
+    _, _, url = server
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page()
+            page.goto(url, wait_until="domcontentloaded", timeout=120_000)
+            box = page.get_by_placeholder("Écrivez votre message…")
+            box.wait_for(timeout=120_000)
+            # Observateur : note chaque état du dernier message du bot pendant qu'il s'écrit.
+            page.evaluate("""() => {
+                window.__etats = [];
+                const note = () => {
+                    const bots = document.querySelectorAll('[data-testid="bot"]');
+                    if (!bots.length) return;
+                    const t = bots[bots.length - 1].innerText.trim();
+                    if (t && window.__etats[window.__etats.length - 1] !== t) window.__etats.push(t);
+                };
+                new MutationObserver(note).observe(document.body, {subtree: true, childList: true, characterData: true});
+            }""")
+            box.fill("Bonjour, peux-tu te présenter ?")
+            box.press("Enter")
+            page.locator('[data-testid="user"]').filter(has_text="Bonjour, peux-tu te présenter ?").wait_for(timeout=60_000)
+            page.wait_for_function("() => window.__etats.length >= 1", timeout=180_000)
+            # Fin du flux : l'état ne change plus pendant 3 s.
+            last, stable_since = None, time.time()
+            while time.time() - stable_since < 3:
+                states = page.evaluate("() => window.__etats")
+                if states != last:
+                    last, stable_since = states, time.time()
+                time.sleep(0.3)
+        finally:
+            browser.close()
+    assert last and last[-1], "aucune réponse affichée"
+    # En flux : plusieurs états successifs, chacun prolongeant le précédent.
+    assert len(last) >= 3, last
+    assert all(b.startswith(a[: max(1, len(a) - 2)]) for a, b in zip(last, last[1:])), last
