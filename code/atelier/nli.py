@@ -279,8 +279,11 @@ def history(log_history: list[dict]):
     """Journal du ``Trainer`` → deux DataFrames : perte d'entraînement et évaluations."""
     import pandas as pd
 
-    train = pd.DataFrame([x for x in log_history if "loss" in x and "eval_loss" not in x])
+    train = pd.DataFrame([x for x in log_history if "loss" in x and "eval_loss" not in x],
+                         columns=["step", "epoch", "loss", "learning_rate", "grad_norm"])
     evals = pd.DataFrame([x for x in log_history if "eval_loss" in x])
+    if evals.empty:
+        evals = pd.DataFrame(columns=["step", "epoch", "eval_loss", "eval_accuracy", "eval_f1_macro", "eval_f1_weighted"])
     return train, evals
 
 

@@ -30,7 +30,8 @@ def encode(tokenizer, text: str) -> list[int]:
     if _is_tiktoken(tokenizer):
         return tokenizer.encode_ordinary(text)
     if callable(getattr(tokenizer, "encode", None)):
-        return list(tokenizer.encode(text, add_special_tokens=False))
+        # verbose=False : pas d'avertissement « séquence plus longue que le modèle » (on ne fait que compter).
+        return list(tokenizer.encode(text, add_special_tokens=False, verbose=False))
     raise TypeError("tokenizer doit être un tokeniseur Hugging Face ou un encodage tiktoken.")
 
 
