@@ -389,3 +389,22 @@ def test_run_bad_inputs(encoder):
         run("frozen", encoder, train["text"], train["label"][:-1], ["le chat"], ["animal"], labels=LABELS)
     with pytest.raises(ValueError, match="Approche inconnue"):
         run("zero-shot", encoder, train["text"], train["label"], ["le chat"], ["animal"], labels=LABELS)
+
+
+def test_length_grouped_batches_cover_everything_once():
+    from atelier.finetune import length_grouped_batches
+
+    rng = np.random.default_rng(0)
+    for n, bs in [(1, 4), (7, 3), (50, 8), (200, 16)]:
+        lengths = rng.integers(1, 60, size=n).tolist()
+        batches = length_grouped_batches(lengths, bs, torch.Generator().manual_seed(0))
+        flat = [i for b in batches for i in b]
+        assert sorted(flat) == list(range(n))
+        assert all(1 <= len(b) <= bs for b in batches)
+        again = length_grouped_batches(lengths, bs, torch.Generator().manual_seed(0))
+        assert again == batches
+        if n >= 50:  # moins de remplissage qu'un tirage au hasard
+            pad = lambda bb: sum(max(lengths[i] for i in b) * len(b) for b in bb)
+            order = torch.randperm(n, generator=torch.Generator().manual_seed(0)).tolist()
+            plain = [order[i:i + bs] for i in range(0, n, bs)]
+            assert pad(batches) < pad(plain)

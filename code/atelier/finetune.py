@@ -238,9 +238,30 @@ def pair_cosines(encode_fn, texts_a, texts_b) -> np.ndarray:
 # --------------------------------------------------------------------------- entraînement
 
 
+def length_grouped_batches(lengths, batch_size: int, generator: torch.Generator, group: int = 16) -> list[list[int]]:
+    """Lots d'indices mélangés, mais de longueurs voisines (``group_by_length`` de transformers).
+
+    On mélange, on découpe en blocs de ``group × batch_size`` exemples, on trie
+    chaque bloc par longueur décroissante, on le coupe en lots, puis on mélange
+    l'ordre des lots : moins de remplissage, donc moins de calcul perdu.
+    """
+    n = len(lengths)
+    order = torch.randperm(n, generator=generator).tolist()
+    batches = []
+    for start in range(0, n, group * batch_size):
+        block = sorted(order[start:start + group * batch_size], key=lambda i: -lengths[i])
+        batches += [block[j:j + batch_size] for j in range(0, len(block), batch_size)]
+    return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+
+
 def _train_loop(compute_loss, param_groups, n_items: int, *, epochs: int, batch_size: int, seed: int,
-                warmup_ratio: float, weight_decay: float, max_grad_norm: float = 1.0) -> list[float]:
-    """Boucle AdamW + planning linéaire avec échauffement ; ``compute_loss(indices)`` -> perte."""
+                warmup_ratio: float, weight_decay: float, max_grad_norm: float = 1.0,
+                lengths=None) -> list[float]:
+    """Boucle AdamW + planning linéaire avec échauffement ; ``compute_loss(indices)`` -> perte.
+
+    Avec ``lengths`` (nombre de jetons de chaque exemple), les lots regroupent des
+    exemples de longueurs voisines (:func:`length_grouped_batches`).
+    """
     from transformers import get_linear_schedule_with_warmup
 
     params = [p for g in param_groups for p in g["params"]]
@@ -253,9 +274,13 @@ def _train_loop(compute_loss, param_groups, n_items: int, *, epochs: int, batch_
     gen = torch.Generator().manual_seed(seed)
     losses = []
     for _ in range(epochs):
-        order = torch.randperm(n_items, generator=gen).tolist()
-        for start in range(0, n_items, batch_size):
-            loss = compute_loss(order[start:start + batch_size])
+        if lengths is None:
+            order = torch.randperm(n_items, generator=gen).tolist()
+            batches = [order[i:i + batch_size] for i in range(0, n_items, batch_size)]
+        else:
+            batches = length_grouped_batches(lengths, batch_size, gen)
+        for idx in batches:
+            loss = compute_loss(idx)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
             opt.step()
@@ -308,9 +333,13 @@ def contrastive_finetune(encoder, texts_a, texts_b, targets, *, loss: str = "cos
             return loss_fn([fa, fb], torch.from_numpy(targets[idx])).float()
 
     params = [p for p in encoder.parameters() if p.requires_grad]
+    n_tokens = lambda texts: [len(ids) for ids in encoder.tokenizer([prefix + t for t in texts], truncation=True,
+                                                                    max_length=max_length)["input_ids"]]
+    lengths = [max(a, b) for a, b in zip(n_tokens(texts_a), n_tokens(texts_b))]
     try:
         return _train_loop(compute_loss, [{"params": params, "lr": lr}], len(texts_a), epochs=epochs,
-                           batch_size=batch_size, seed=seed, warmup_ratio=warmup_ratio, weight_decay=weight_decay)
+                           batch_size=batch_size, seed=seed, warmup_ratio=warmup_ratio, weight_decay=weight_decay,
+                           lengths=lengths)
     finally:
         encoder.eval()
         if gradient_checkpointing:
@@ -491,9 +520,11 @@ class TorchClassifier:
                 logits = model(batch["input_ids"], batch["attention_mask"])  # (B, C)
             return nn.functional.cross_entropy(logits.float(), y[idx])
 
+        lengths = [len(ids) for ids in self.tokenizer([self.cfg.prefix + t for t in texts], truncation=True,
+                                                      max_length=self.cfg.max_length)["input_ids"]]
         self.losses = _train_loop(compute_loss, groups, len(texts), epochs=self.cfg.epochs,
                                   batch_size=self.cfg.batch_size, seed=seed, warmup_ratio=self.cfg.warmup_ratio,
-                                  weight_decay=self.cfg.weight_decay)
+                                  weight_decay=self.cfg.weight_decay, lengths=lengths)
         model.eval()
         return self
 

@@ -45,15 +45,15 @@ def pieces(tokenizer, text: str) -> list[str]:
     out = []
     for token_id in encode(tokenizer, text):
         raw = token_bytes(tokenizer, token_id)
-        try:
-            piece = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            piece = "".join(f"<{x:02X}>" for x in raw)
+        # Les octets qui ne forment pas un caractère complet sont affichés « <C5> ».
+        piece = raw.decode("utf-8", errors="backslashreplace")
+        piece = _ESCAPED_BYTE.sub(lambda m: f"<{m.group(1).upper()}>", piece)
         out.append(piece.replace(" ", "▁"))
     return out
 
 
 _BYTE_FALLBACK = re.compile(r"^<0x([0-9A-Fa-f]{2})>$")
+_ESCAPED_BYTE = re.compile(r"\\x([0-9a-f]{2})")
 
 
 def _bytes_to_unicode() -> dict[int, str]:
