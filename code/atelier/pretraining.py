@@ -177,7 +177,7 @@ def pretrain(model, train_batches, val_batches, *, lr: float = 1e-3, warmup: int
         opt.step()
         sched.step()
         opt.zero_grad(set_to_none=True)
-        running, n_run = running + float(loss), n_run + 1
+        running, n_run = running + loss.item(), n_run + 1
         tokens += batch["input_ids"].numel()
         if step % eval_every == 0 or step == len(train_batches):
             hist.append({"step": step, "tokens": tokens, "train_loss": running / n_run,

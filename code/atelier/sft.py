@@ -19,6 +19,7 @@ l'assistant (:func:`atelier.chat.tokenize_conversation`).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import time
@@ -188,7 +189,7 @@ def train(model, examples: Sequence[dict], pad_id: int, *, max_steps: int | None
                 batches = iter(loader)
                 batch = next(batches)
             sync = micro == grad_accum - 1
-            ctx = accelerator.no_sync(model) if not sync else _nullcontext()
+            ctx = contextlib.nullcontext() if sync else accelerator.no_sync(model)
             with ctx:
                 loss = model(**batch).loss / grad_accum
                 accelerator.backward(loss)
@@ -203,14 +204,6 @@ def train(model, examples: Sequence[dict], pad_id: int, *, max_steps: int | None
     return {"losses": history, "steps": total_steps, "seconds": seconds, "steps_per_second": total_steps / seconds,
             "processes": accelerator.num_processes, "examples_per_step": batch_size * grad_accum * accelerator.num_processes,
             "model": accelerator.unwrap_model(model), "accelerator": accelerator}
-
-
-class _nullcontext:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 ADAPTER_FILES = ("adapter_model.safetensors", "adapter_config.json")
