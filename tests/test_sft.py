@@ -157,3 +157,47 @@ def test_accelerate_launch_two_cpu_processes(tiny_path, data_file, tmp_path):
     assert summary["processes"] == 2
     assert summary["examples_per_step"] == 4  # 2 par processus × 2 processus
     assert "sur 2 processus" in proc.stdout
+
+
+def _lora_grad(model, ids):
+    model.train()
+    model.zero_grad()
+    model(input_ids=ids, labels=ids).loss.backward()
+    return model.base_model.model.model.layers[0].self_attn.q_proj.lora_A["default"].weight.grad.clone()
+
+
+def _fresh_qlora(tiny_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model, _ = sft.load_base(tiny_path, four_bit=True, double_quant=False, compute_dtype=torch.bfloat16)
+    model = sft.add_lora(model, r=4, alpha=8, dropout=0.0)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if "lora_" in n:
+                p.normal_(std=0.1)
+    return model
+
+
+def test_evaluate_keeps_4bit_layers_trainable(tiny_path):
+    # bitsandbytes (CPU AVX512-BF16) réorganise une couche NF4 au premier passage eval sans
+    # gradient, dans un format sans rétropropagation : evaluate() doit l'éviter.
+    ids = torch.tensor([[1, 5, 9, 12, 3, 7, 8, 20]])
+    fresh = _lora_grad(_fresh_qlora(tiny_path), ids)
+    model = _fresh_qlora(tiny_path)
+    sft.evaluate(model, [{"input_ids": ids[0].tolist(), "attention_mask": [1] * 8, "labels": ids[0].tolist()}], 0)
+    assert sft.packed_for_inference(model) == 0
+    assert torch.equal(_lora_grad(model, ids), fresh)
+
+
+def test_training_refuses_layers_packed_for_inference(tiny_path):
+    model = _fresh_qlora(tiny_path)
+    model.eval()
+    with torch.no_grad():
+        model(input_ids=torch.tensor([[1, 2, 3]]))
+    if sft.packed_for_inference(model) == 0:
+        pytest.skip("ce processeur n'a pas le noyau CPU réorganisé de bitsandbytes (AVX512-BF16)")
+    ids = torch.tensor([[1, 5, 9, 12, 3, 7, 8, 20]])
+    assert not torch.allclose(_lora_grad(model, ids), _lora_grad(_fresh_qlora(tiny_path), ids))  # gradients faux
+    with pytest.raises(ValueError, match="réorganisées"):
+        sft.train(model, [{"input_ids": [1, 2, 3], "attention_mask": [1, 1, 1], "labels": [1, 2, 3]}], 0, progress=False)

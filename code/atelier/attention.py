@@ -1,19 +1,19 @@
-"""L'attention refaite à la main : produit scalaire normalisé, masque causal, RoPE.
+"""L'attention refaite à la main : produit scalaire normalisé, masque causal, RoPE.
 
-Utilisé par le chapitre « Anatomie d'un LLM » (``book/01_anatomie.md``), qui
+Utilisé par le chapitre « Anatomie d'un LLM » (``book/01_anatomie.md``), qui
 recalcule les poids d'attention d'une couche à partir des propres projections
 du modèle et vérifie qu'ils sont égaux à ceux que le modèle renvoie
-(``output_attentions=True``, attention « eager »).
+(``output_attentions=True``, attention « eager »).
 
 Architectures prises en charge par :func:`attention_weights_from_model` :
 
-* ``gpt2`` (GPT-2, distilgpt2) : projection ``c_attn`` unique, pas de RoPE ;
-* ``gemma3_text`` (Gemma 3) : attention groupée (GQA), normalisation RMS de
-  Q et K (« QK-norm »), RoPE à deux bases (couches locales et globales),
+* ``gpt2`` (GPT-2, distilgpt2) : projection ``c_attn`` unique, pas de RoPE ;
+* ``gemma3_text`` (Gemma 3) : attention groupée (GQA), normalisation RMS de
+  Q et K (« QK-norm »), RoPE à deux bases (couches locales et globales),
   fenêtre glissante sur les couches ``sliding_attention`` ;
-* ``llama`` (SmolLM2…) : GQA et RoPE.
+* ``llama`` (SmolLM2…) : GQA et RoPE.
 
-Notations des formes : ``B`` lot, ``H`` têtes, ``T`` positions, ``D`` dimension
+Notations des formes : ``B`` lot, ``H`` têtes, ``T`` positions, ``D`` dimension
 d'une tête, ``C`` dimension du modèle.
 """
 
@@ -27,15 +27,15 @@ SUPPORTED_MODEL_TYPES = ("gpt2", "gemma3_text", "llama")
 
 
 def scaled_dot_product_attention(q, k, v, mask=None, *, scale=None):
-    """Attention par produit scalaire normalisé : ``softmax(q·kᵀ·scale + masque)·v``.
+    """Attention par produit scalaire normalisé : ``softmax(q·kᵀ·scale + masque)·v``.
 
     Paramètres
     ----------
-    q : tenseur ``(..., T_q, D)`` ; k : ``(..., T_k, D)`` ; v : ``(..., T_k, D_v)``.
-    mask : ``None``, un tenseur booléen (``True`` = position autorisée, comme
+    q : tenseur ``(..., T_q, D)`` ; k : ``(..., T_k, D)`` ; v : ``(..., T_k, D_v)``.
+    mask : ``None``, un tenseur booléen (``True`` = position autorisée, comme
         :func:`torch.nn.functional.scaled_dot_product_attention`) ou un tenseur
         flottant ajouté aux scores (0 ou ``-inf``), diffusable vers ``(..., T_q, T_k)``.
-    scale : facteur des scores ; par défaut ``1/√D``.
+    scale : facteur des scores ; par défaut ``1/√D``.
 
     Renvoie ``(sortie, poids)`` : sortie ``(..., T_q, D_v)``, poids ``(..., T_q, T_k)``
     (chaque ligne somme à 1). Le softmax est calculé au moins en float32,
@@ -48,10 +48,10 @@ def scaled_dot_product_attention(q, k, v, mask=None, *, scale=None):
             raise ValueError(f"{name} doit avoir au moins 2 dimensions (..., T, D), reçu la forme {tuple(t.shape)}.")
     if q.shape[-1] != k.shape[-1]:
         raise ValueError(
-            f"q et k doivent avoir la même dimension de tête (dernier axe) : {q.shape[-1]} ≠ {k.shape[-1]}."
+            f"q et k doivent avoir la même dimension de tête (dernier axe) : {q.shape[-1]} ≠ {k.shape[-1]}."
         )
     if k.shape[-2] != v.shape[-2]:
-        raise ValueError(f"k et v doivent avoir le même nombre de positions : {k.shape[-2]} ≠ {v.shape[-2]}.")
+        raise ValueError(f"k et v doivent avoir le même nombre de positions : {k.shape[-2]} ≠ {v.shape[-2]}.")
     if scale is None:
         scale = 1.0 / math.sqrt(q.shape[-1])
     elif not isinstance(scale, (int, float)) or isinstance(scale, bool) or scale <= 0:
@@ -90,7 +90,7 @@ def causal_mask(length, *, sliding_window=None, device=None):
 
 
 def repeat_kv(x, n_rep):
-    """Attention groupée (GQA) : répète chaque tête K/V ``n_rep`` fois, ``(B, H_kv, T, D) → (B, H_kv·n_rep, T, D)``."""
+    """Attention groupée (GQA) : répète chaque tête K/V ``n_rep`` fois, ``(B, H_kv, T, D) → (B, H_kv·n_rep, T, D)``."""
     if n_rep == 1:
         return x
     return torch.repeat_interleave(x, n_rep, dim=1)
@@ -117,7 +117,7 @@ def apply_rotary(x, cos, sin):
 
 
 def _rms_norm_gemma(x, weight, eps):
-    """Normalisation RMS de Gemma : ``x / rms(x) · (1 + w)``, calculée en float32."""
+    """Normalisation RMS de Gemma : ``x / rms(x) · (1 + w)``, calculée en float32."""
     x32 = x.float()
     out = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + eps)
     return (out * (1.0 + weight.float())).type_as(x)
@@ -129,7 +129,7 @@ def _decoder_layers(model):
     model_type = getattr(config, "model_type", None)
     if model_type not in SUPPORTED_MODEL_TYPES:
         raise ValueError(
-            f"Architecture {model_type!r} non prise en charge : acceptées {', '.join(SUPPORTED_MODEL_TYPES)}."
+            f"Architecture {model_type!r} non prise en charge : acceptées {', '.join(SUPPORTED_MODEL_TYPES)}."
         )
     if model_type == "gpt2":
         return model.transformer.h, model_type
@@ -157,7 +157,7 @@ def _attention_input(model, input_ids, layer):
 def attention_weights_from_model(model, input_ids, layer):
     """Recalcule les poids d'attention de la couche ``layer`` avec les projections du modèle.
 
-    On lit seulement l'entrée du bloc d'attention (déjà normalisée) ; tout le
+    On lit seulement l'entrée du bloc d'attention (déjà normalisée) ; tout le
     reste (projections Q/K/V, découpage en têtes, QK-norm, RoPE, GQA, masque
     causal ou à fenêtre glissante, softmax) est refait ici.
 
@@ -198,7 +198,7 @@ def attention_weights_from_model(model, input_ids, layer):
                 rope = cfg.rope_parameters
                 scale = D ** -0.5
             if rope.get("rope_type", "default") != "default":
-                raise ValueError(f"Seul le RoPE « default » est refait ici, reçu {rope.get('rope_type')!r}.")
+                raise ValueError(f"Seul le RoPE « default » est refait ici, reçu {rope.get('rope_type')!r}.")
             cos, sin = rotary_cos_sin(T, D, rope["rope_theta"], dtype=q.dtype)
             q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
             k = repeat_kv(k, H // H_kv)  # (B, H, T, D)
@@ -213,7 +213,7 @@ def attention_entropy(weights):
     """Entropie (en nats) de chaque ligne d'attention, moyennée sur les requêtes.
 
     ``weights`` : ``(..., T_q, T_k)`` → ``(...)``. Faible = attention concentrée
-    sur peu de positions ; ``log(t)`` = attention uniforme sur ``t`` positions.
+    sur peu de positions ; ``log(t)`` = attention uniforme sur ``t`` positions.
     """
     if not isinstance(weights, torch.Tensor) or weights.dim() < 2:
         raise ValueError("weights doit être un tenseur (..., T_q, T_k).")

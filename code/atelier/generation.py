@@ -1,14 +1,14 @@
-"""Génération de texte refaite à la main : filtrage des logits et boucle d'échantillonnage.
+"""Génération de texte refaite à la main : filtrage des logits et boucle d'échantillonnage.
 
-Utilisé par le chapitre « Anatomie d'un LLM » (``book/01_anatomie.md``).
+Utilisé par le chapitre « Anatomie d'un LLM » (``book/01_anatomie.md``).
 
 :func:`filter_logits` applique, dans l'ordre de ``model.generate`` de
-transformers (``GenerationMixin._get_logits_processor``) :
+transformers (``GenerationMixin._get_logits_processor``) :
 
-1. pénalité de répétition (CTRL, Keskar et al., 2019) ;
-2. température ;
-3. top-k ;
-4. top-p (échantillonnage « nucleus », Holtzman et al., 2020).
+1. pénalité de répétition (CTRL, Keskar et al., 2019) ;
+2. température ;
+3. top-k ;
+4. top-p (échantillonnage « nucleus », Holtzman et al., 2020).
 
 Les entrées retirées valent ``-inf``. :func:`generate` déroule la boucle
 autorégressive avec le cache clés/valeurs du modèle et reproduit
@@ -24,7 +24,7 @@ import torch
 
 
 def _check_params(temperature, top_k, top_p, repetition_penalty, min_tokens_to_keep=1):
-    """Valide les paramètres de filtrage ; lève ``ValueError``/``TypeError`` en français."""
+    """Valide les paramètres de filtrage ; lève ``ValueError``/``TypeError`` en français."""
     if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
         raise ValueError(
             f"temperature doit être un nombre strictement positif (1.0 = inchangé), reçu {temperature!r}. "
@@ -60,7 +60,7 @@ def filter_logits(
     """Transforme les logits du prochain jeton comme le fait ``model.generate``.
 
     ``logits`` : ``(V,)`` ou ``(B, V)``. ``previous_ids`` : jetons déjà vus
-    (prompt compris), ``(B, T)``, ou ``(T,)`` pour toutes les lignes ; requis si ``repetition_penalty ≠ 1``.
+    (prompt compris), ``(B, T)``, ou ``(T,)`` pour toutes les lignes ; requis si ``repetition_penalty ≠ 1``.
     ``top_k=0`` et ``top_p=1.0`` désactivent ces filtres. ``min_tokens_to_keep``
     garantit qu'au moins ce nombre de jetons survivent à top-k et top-p.
 
@@ -145,9 +145,9 @@ def generate_ids(
     pad_token_id=None,
     seed=None,
 ):
-    """Boucle autorégressive sur des identifiants : renvoie ``(B·n, T + nouveaux)``.
+    """Boucle autorégressive sur des identifiants : renvoie ``(B·n, T + nouveaux)``.
 
-    Chaque étape : logits du dernier jeton → :func:`filter_logits` → argmax
+    Chaque étape : logits du dernier jeton → :func:`filter_logits` → argmax
     (glouton) ou tirage ``torch.multinomial`` (échantillonnage). Une séquence qui
     a produit un jeton de fin reçoit ensuite ``pad_token_id`` ; on s'arrête
     quand toutes ont fini ou après ``max_new_tokens`` jetons.
@@ -160,7 +160,7 @@ def generate_ids(
         raise ValueError(f"num_return_sequences doit être un entier ≥ 1, reçu {num_return_sequences!r}.")
     if num_return_sequences > 1 and not do_sample:
         raise ValueError(
-            "num_return_sequences > 1 n'a de sens qu'avec do_sample=True : "
+            "num_return_sequences > 1 n'a de sens qu'avec do_sample=True : "
             "le décodage glouton donnerait des copies identiques."
         )
     _check_params(temperature, top_k, top_p, repetition_penalty)
@@ -168,7 +168,7 @@ def generate_ids(
     if window is not None and input_ids.shape[1] + max_new_tokens > window:
         raise ValueError(
             f"Le prompt ({input_ids.shape[1]} jetons) plus max_new_tokens ({max_new_tokens}) dépasse la "
-            f"fenêtre de contexte du modèle ({window} jetons) : raccourcissez l'un ou l'autre."
+            f"fenêtre de contexte du modèle ({window} jetons) : raccourcissez l'un ou l'autre."
         )
     eos = [] if eos_token_id is None else ([eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id))
     if eos and pad_token_id is None:
@@ -209,20 +209,20 @@ def generate(model, tokenizer, prompt, **params):
     """Génère des suites de ``prompt`` : renvoie une liste de ``num_return_sequences`` chaînes.
 
     Chaque chaîne est la **suite** générée seule (sans le prompt), jetons
-    spéciaux retirés. Paramètres : ceux de :func:`generate_ids`
+    spéciaux retirés. Paramètres : ceux de :func:`generate_ids`
     (``max_new_tokens``, ``do_sample``, ``temperature``, ``top_k``, ``top_p``,
     ``repetition_penalty``, ``num_return_sequences``, ``seed``).
     """
     if not isinstance(prompt, str):
         raise TypeError(f"prompt doit être une chaîne de caractères, reçu {type(prompt).__name__}.")
     if not prompt.strip():
-        raise ValueError("Le prompt est vide : donnez au moins un mot à compléter.")
+        raise ValueError("Le prompt est vide : donnez au moins un mot à compléter.")
     unknown = set(params) - {
         "max_new_tokens", "do_sample", "temperature", "top_k", "top_p",
         "repetition_penalty", "num_return_sequences", "seed",
     }
     if unknown:
-        raise TypeError(f"Paramètre(s) inconnu(s) : {', '.join(sorted(unknown))}.")
+        raise TypeError(f"Paramètre(s) inconnu(s) : {', '.join(sorted(unknown))}.")
     input_ids = tokenizer(prompt, return_tensors="pt")["input_ids"].to(model.device)  # (1, T)
     eos = _eos_ids(model, tokenizer)
     pad = getattr(getattr(model, "generation_config", None), "pad_token_id", None)
@@ -236,7 +236,7 @@ def generate(model, tokenizer, prompt, **params):
 
 
 def entropy(logits):
-    """Entropie (en nats) de ``softmax(logits)`` sur le dernier axe ; les ``-inf`` comptent pour 0."""
+    """Entropie (en nats) de ``softmax(logits)`` sur le dernier axe ; les ``-inf`` comptent pour 0."""
     logp = torch.log_softmax(logits.float(), dim=-1)
     p = logp.exp()
     return -(torch.where(p > 0, p * logp, torch.zeros_like(p))).sum(-1)
@@ -251,7 +251,7 @@ def distinct_n(sequences: Sequence[Sequence], n: int = 2) -> float:
         raise ValueError(f"n doit être un entier ≥ 1, reçu {n!r}.")
     grams = [tuple(seq[i:i + n]) for seq in sequences for i in range(len(seq) - n + 1)]
     if not grams:
-        raise ValueError(f"Aucun {n}-gramme : les séquences sont trop courtes.")
+        raise ValueError(f"Aucun {n}-gramme : les séquences sont trop courtes.")
     return len(set(grams)) / len(grams)
 
 

@@ -279,6 +279,7 @@ def measure_loaded(path, precision: str, other_dtype: str = "bf16", double_quant
     from transformers import AutoModelForCausalLM
 
     from atelier.measure import measure, rss_mb
+    from atelier.sft import keep_4bit_trainable
 
     _check_precision(precision)
     kwargs: dict = {"dtype": _TORCH_DTYPES.get(precision, _TORCH_DTYPES[other_dtype])}
@@ -289,11 +290,11 @@ def measure_loaded(path, precision: str, other_dtype: str = "bf16", double_quant
     start = rss_mb()
     with measure() as m:
         model = AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
-        # Format de stockage, avant tout calcul : sur un CPU AVX512-BF16, bitsandbytes
-        # réorganise ensuite les poids 4 bits pour son noyau d'inférence (absmax en bf16).
         stored = tensor_bytes(model)
         model.eval()
-        with torch.no_grad():
+        # Sans keep_4bit_trainable, bitsandbytes réorganiserait les couches NF4 pour son
+        # noyau d'inférence CPU (absmax en bf16), format que l'on ne peut plus entraîner.
+        with torch.no_grad(), keep_4bit_trainable(model):
             model(torch.tensor([[1, 2, 3, 4]]))
     _trim()
     out = {"tensor_bytes": stored, "rss_bytes": int((rss_mb() - start) * 2**20),

@@ -1,22 +1,22 @@
 """Perplexité d'un modèle causal, en une passe ou par fenêtre glissante.
 
-Utilisé par le chapitre « Anatomie d'un LLM » (``book/01_anatomie.md``).
+Utilisé par le chapitre « Anatomie d'un LLM » (``book/01_anatomie.md``).
 
 ``PPL = exp(-(1/N) Σ log p(x_i | x_<i))`` : la moyenne porte sur les jetons
 prédits (le premier jeton, sans contexte, n'est pas prédit).
 
 Pour un texte plus long que la fenêtre de contexte, on suit la méthode de la
-documentation de transformers (« Perplexity of fixed-length models ») : des
+documentation de transformers (« Perplexity of fixed-length models ») : des
 fenêtres de ``max_length`` jetons avancent de ``stride`` ; dans chaque fenêtre,
 seuls les jetons pas encore évalués comptent, les autres servent de contexte.
 Chaque jeton est évalué une fois, avec au plus ``max_length - 1`` jetons de
 contexte. Deux différences avec la recette de la documentation, écrite pour
-GPT-2 :
+GPT-2 :
 
-* celle-ci pondère la perte moyenne de chaque fenêtre par « jetons visés − 1 » ;
-  ici on somme les log-vraisemblances jeton par jeton (compte exact) ;
+* celle-ci pondère la perte moyenne de chaque fenêtre par « jetons visés − 1 » ;
+  ici on somme les log-vraisemblances jeton par jeton (compte exact) ;
 * un modèle entraîné avec un jeton ``<bos>`` en tête de chaque séquence
-  (Gemma, Llama) prédit très mal une fenêtre qui n'en a pas : par défaut, on
+  (Gemma, Llama) prédit très mal une fenêtre qui n'en a pas : par défaut, on
   remet ``<bos>`` au début de chaque fenêtre quand le tokeniseur en ajoute un.
 """
 
@@ -41,7 +41,7 @@ def _windows(n_tokens, length, stride, first):
     """Fenêtres ``(début, fin, premier jeton évalué)`` de la méthode glissante.
 
     ``first`` : indice du premier jeton prédictible de la première fenêtre
-    (1 sans préfixe : le jeton 0 n'a pas de contexte ; 0 avec un ``<bos>`` ajouté).
+    (1 sans préfixe : le jeton 0 n'a pas de contexte ; 0 avec un ``<bos>`` ajouté).
     """
     windows, prev_end = [], 0
     for begin in range(0, n_tokens, stride):
@@ -55,7 +55,7 @@ def _windows(n_tokens, length, stride, first):
 
 def _last_logits(model, window, keep):
     """Logits des ``keep`` dernières positions seulement (la tête de sortie coûte cher
-    quand le vocabulaire est grand) : ``(keep, V)`` en float32."""
+    quand le vocabulaire est grand) : ``(keep, V)`` en float32."""
     try:
         out = model(input_ids=window, use_cache=False, logits_to_keep=keep)
     except TypeError:  # modèle sans logits_to_keep
@@ -65,7 +65,7 @@ def _last_logits(model, window, keep):
 
 @torch.no_grad()
 def token_nll(model, input_ids, *, max_length, stride, bos_id=None):
-    """Log-vraisemblance négative de chaque jeton évalué, dans l'ordre du texte : tenseur ``(n,)``.
+    """Log-vraisemblance négative de chaque jeton évalué, dans l'ordre du texte : tenseur ``(n,)``.
 
     ``input_ids`` : ``(1, N)``. Chaque jeton est évalué une fois, avec pour
     contexte la partie de sa fenêtre qui le précède. Sans ``bos_id`` (recette de
@@ -102,13 +102,13 @@ def perplexity(model, tokenizer, text, *, stride=None, max_length=None, prepend_
 
     ``prepend_bos`` : faut-il recommencer chaque fenêtre par ``<bos>`` ? Par
     défaut (``None``), oui si le tokeniseur en ajoute un en tête du texte
-    (Gemma, Llama), non sinon (GPT-2) ; ``False`` reproduit exactement la
+    (Gemma, Llama), non sinon (GPT-2) ; ``False`` reproduit exactement la
     recette de la documentation de transformers.
     """
     if not isinstance(text, str):
         raise TypeError(f"text doit être une chaîne de caractères, reçu {type(text).__name__}.")
     if not text.strip():
-        raise ValueError("Le texte est vide : la perplexité n'est pas définie.")
+        raise ValueError("Le texte est vide : la perplexité n'est pas définie.")
     window = _context_window(model)
     if max_length is None:
         max_length = window
@@ -123,12 +123,12 @@ def perplexity(model, tokenizer, text, *, stride=None, max_length=None, prepend_
     elif prepend_bos and not has_bos:
         raise ValueError("prepend_bos=True mais le tokeniseur n'ajoute pas de jeton <bos> en tête du texte.")
     if n < 2:
-        raise ValueError("Le texte doit compter au moins 2 jetons : le premier n'est jamais prédit.")
+        raise ValueError("Le texte doit compter au moins 2 jetons : le premier n'est jamais prédit.")
     content = max_length - 1 if prepend_bos else max_length  # jetons du texte par fenêtre
     if stride is None:
         if n > max_length:
             raise ValueError(
-                f"Le texte compte {n} jetons, plus que la fenêtre de contexte ({max_length}) : "
+                f"Le texte compte {n} jetons, plus que la fenêtre de contexte ({max_length}) : "
                 f"passez stride=… (entre 1 et {content}) pour la méthode de la fenêtre glissante."
             )
         stride = content

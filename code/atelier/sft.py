@@ -39,6 +39,8 @@ __all__ = [
     "evaluate",
     "train",
     "adapter_size",
+    "keep_4bit_trainable",
+    "packed_for_inference",
     "make_tiny_chat_model",
     "main",
 ]
@@ -76,6 +78,46 @@ def add_lora(model, r: int = 16, alpha: float = 32, dropout: float = 0.05, targe
     config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(target_modules),
                         bias="none", task_type="CAUSAL_LM")
     return get_peft_model(model, config)
+
+
+def _linear4bit_layers(model) -> list:
+    try:
+        from bitsandbytes.nn import Linear4bit
+    except ImportError:  # pragma: no cover - bitsandbytes absent : aucune couche 4 bits
+        return []
+    return [m for m in model.modules() if isinstance(m, Linear4bit)]
+
+
+def packed_for_inference(model) -> int:
+    """Nombre de couches 4 bits que bitsandbytes a réorganisées pour son noyau CPU d'inférence.
+
+    Sur un CPU AVX512-BF16, bitsandbytes 0.50 réorganise une couche NF4 au
+    premier passage en mode ``eval`` sans gradient ; ce format n'a pas de
+    rétropropagation (les gradients qui le traversent sont faux) et le retour
+    au format d'origine n'est pas exact. Il faut donc éviter qu'un modèle à
+    entraîner passe par là : voir :func:`keep_4bit_trainable`.
+    """
+    return sum(bool(getattr(m.weight.quant_state, "packing_format_for_cpu", False))
+               for m in _linear4bit_layers(model) if getattr(m.weight, "quant_state", None) is not None)
+
+
+@contextlib.contextmanager
+def keep_4bit_trainable(model):
+    """Évalue ou génère sans que bitsandbytes réorganise les couches 4 bits (voir :func:`packed_for_inference`).
+
+    Le drapeau ``training`` des seules couches ``Linear4bit`` reste vrai (il ne
+    sert qu'à ce choix de noyau) ; les autres modules, dropout compris, restent
+    dans le mode demandé.
+    """
+    layers = _linear4bit_layers(model)
+    flags = [m.training for m in layers]
+    for m in layers:
+        m.training = True
+    try:
+        yield model
+    finally:
+        for m, flag in zip(layers, flags):
+            m.training = flag
 
 
 # ----------------------------------------------------------------------------
@@ -128,13 +170,14 @@ def evaluate(model, examples: Sequence[dict], pad_id: int, batch_size: int = 8) 
     was_training = model.training
     model.eval()
     total, count = 0.0, 0
-    for i in range(0, len(examples), batch_size):
-        batch = collate(examples[i : i + batch_size], pad_id)
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits  # (B, T, V)
-        shift_logits = logits[:, :-1].float().reshape(-1, logits.shape[-1])
-        shift_labels = batch["labels"][:, 1:].reshape(-1)  # le jeton t est prédit à la position t-1
-        total += float(cross_entropy(shift_logits, shift_labels, ignore_index=IGNORE_INDEX, reduction="sum"))
-        count += int((shift_labels != IGNORE_INDEX).sum())
+    with keep_4bit_trainable(model):
+        for i in range(0, len(examples), batch_size):
+            batch = collate(examples[i : i + batch_size], pad_id)
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits  # (B, T, V)
+            shift_logits = logits[:, :-1].float().reshape(-1, logits.shape[-1])
+            shift_labels = batch["labels"][:, 1:].reshape(-1)  # le jeton t est prédit à la position t-1
+            total += float(cross_entropy(shift_logits, shift_labels, ignore_index=IGNORE_INDEX, reduction="sum"))
+            count += int((shift_labels != IGNORE_INDEX).sum())
     model.train(was_training)
     loss = total / count
     return {"loss": loss, "perplexity": math.exp(loss), "n_tokens": count}
@@ -166,6 +209,12 @@ def train(model, examples: Sequence[dict], pad_id: int, *, max_steps: int | None
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("Le modèle n'a aucun paramètre entraînable : ajoutez LoRA d'abord (add_lora).")
+    if packed_for_inference(model):
+        raise ValueError(
+            f"{packed_for_inference(model)} couches 4 bits ont été réorganisées par bitsandbytes pour l'inférence "
+            "sur CPU (un passage en mode eval sans gradient) : ce format ne rétropropage pas correctement. "
+            "Rechargez le modèle, et évaluez-le avec sft.evaluate ou dans « with sft.keep_4bit_trainable(model) »."
+        )
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     steps_per_epoch = max(1, len(loader) // grad_accum)

@@ -1,14 +1,14 @@
-"""Compter et découper : jetons par mot (« fertilité ») de plusieurs tokeniseurs.
+"""Compter et découper : jetons par mot (« fertilité ») de plusieurs tokeniseurs.
 
-Utilisé par le chapitre « Anatomie d'un LLM » (``book/01_anatomie.md``).
+Utilisé par le chapitre « Anatomie d'un LLM » (``book/01_anatomie.md``).
 
 Les fonctions acceptent indifféremment un tokeniseur Hugging Face
 (``PreTrainedTokenizerBase``) ou un encodage ``tiktoken`` : les jetons
 spéciaux (``<bos>``, ``</s>``…) ne sont jamais comptés.
 
 La fertilité est ici le nombre de jetons du texte divisé par son nombre de
-mots, un mot étant une suite de lettres ou de chiffres (« l'homme » compte
-deux mots : ``l`` et ``homme``) ; la ponctuation coûte des jetons mais ne
+mots, un mot étant une suite de lettres ou de chiffres (« l'homme » compte
+deux mots : ``l`` et ``homme``) ; la ponctuation coûte des jetons mais ne
 compte pas comme mot.
 """
 
@@ -38,7 +38,7 @@ def encode(tokenizer, text: str) -> list[int]:
 def pieces(tokenizer, text: str) -> list[str]:
     """Morceaux de ``text`` tels que le tokeniseur les découpe, un par jeton.
 
-    Les espaces sont affichées « ▁ » pour tous les tokeniseurs. Un jeton qui ne
+    Les espaces sont affichées « ▁ » pour tous les tokeniseurs. Un jeton qui ne
     contient qu'une partie des octets d'un caractère (BPE sur octets, repli sur
     octets de SentencePiece) s'affiche comme ses octets, par exemple ``<C3>``.
     """
@@ -57,7 +57,7 @@ _ESCAPED_BYTE = re.compile(r"\\x([0-9a-f]{2})")
 
 
 def _bytes_to_unicode() -> dict[int, str]:
-    """Table de GPT-2 : chaque octet ↔ un caractère imprimable (l'espace 0x20 devient « Ġ »)."""
+    """Table de GPT-2 : chaque octet ↔ un caractère imprimable (l'espace 0x20 devient « Ġ »)."""
     printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
     chars, extra = {}, 0
     for b in range(256):
@@ -103,7 +103,7 @@ def fertility(tokenizer, text: str) -> float:
         raise TypeError(f"text doit être une chaîne de caractères, reçu {type(text).__name__}.")
     n_words = count_words(text)
     if n_words == 0:
-        raise ValueError("Le texte ne contient aucun mot : la fertilité n'est pas définie.")
+        raise ValueError("Le texte ne contient aucun mot : la fertilité n'est pas définie.")
     return len(encode(tokenizer, text)) / n_words
 
 
