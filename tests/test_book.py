@@ -46,13 +46,13 @@ def test_setup_rejects_bad_slug(bad):
 def test_stamp_writes_run(monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("ATELIER_BUILD", str(tmp_path))
     ctx = book.setup("42_essai", seed=7)
-    rec = ctx.stamp()
+    assert ctx.stamp() is None
     out = capsys.readouterr().out
     assert "profil « light »" in out and "graine 7" in out
     saved = json.loads((tmp_path / "runs" / "42_essai.json").read_text("utf-8"))
     assert saved["chapter"] == "42_essai" and saved["seed"] == 7
     assert saved["versions"]["torch"].startswith("2.")
-    assert saved["peak_rss_mb"] > 0 and rec["commit"]
+    assert saved["peak_rss_mb"] > 0 and saved["commit"]
 
 
 def test_plotly_renderer_is_offline_and_deterministic():

@@ -167,8 +167,12 @@ class Chapter:
             "peak_rss_mb": round(peak_rss_mb(), 0),
         }
 
-    def stamp(self) -> dict[str, object]:
-        """Affiche le tampon d'exécution du chapitre et l'écrit dans ``_build/runs``."""
+    def stamp(self) -> None:
+        """Affiche le tampon d'exécution du chapitre et l'écrit dans ``_build/runs``.
+
+        Ne renvoie rien (la dernière cellule n'affiche que le texte) : le contenu
+        est dans ``_build/runs/<chapitre>.json``, ou via :meth:`record`.
+        """
         rec = self.record()
         runs = config.build_dir() / "runs"
         runs.mkdir(parents=True, exist_ok=True)
@@ -185,7 +189,6 @@ class Chapter:
             f"Python {rec['python']} ; {libs}.\n"
             f"Durée d'exécution : {rec['seconds']} s ; pic de mémoire du noyau : {rec['peak_rss_mb']:.0f} Mio."
         )
-        return rec
 
 
 def setup(slug: str, *, seed: int = 0) -> Chapter:
