@@ -89,7 +89,7 @@ def test_bad_inputs():
 
 
 @pytest.mark.slow
-def test_real_chat_model_within_10_percent():
+def test_real_chat_model_within_10_percent(tmp_path):
     """SmolLM2-135M chargé en fp32, bf16, int8 et NF4 : calcul et mesure à moins de 10 %."""
     from atelier import models
     from atelier.sft import make_tiny_chat_model
@@ -99,7 +99,7 @@ def test_real_chat_model_within_10_percent():
         pytest.skip("modèle de conversation léger pas encore préparé")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        tiny = make_tiny_chat_model(path.parent / ".tiny-warmup-test-memory")
+        tiny = make_tiny_chat_model(tmp_path / "echauffement")
         for p in ("int8", "nf4"):  # premier passage : initialisations de bitsandbytes hors mesure
             memory.measure_loaded(tiny, p)
         for precision in ("fp32", "bf16", "int8", "nf4"):

@@ -78,6 +78,15 @@ def test_make_dataset(tokenizer):
 def test_parameter_counts_reproduce_seed(name, targets, trainable, total):
     torch.manual_seed(0)
     model = AutoModelForSequenceClassification.from_config(nli.published_config(name))
+    groups = nli.parameter_groups(model)
+    assert sum(groups.values()) == sum(p.numel() for p in model.parameters())
+    assert "autres" not in groups
+    if name == "camemberta-base":
+        assert groups["convolution après la 1re couche"] == 3 * 768 * 768 + 768 + 2 * 768
+        assert groups["positions relatives (table et normalisation)"] == 512 * 768 + 2 * 768
+        assert "positions absolues" not in groups
+    else:
+        assert groups["positions absolues"] == 514 * 768 and "convolution après la 1re couche" not in groups
     rep = nli.parameter_report(nli.add_lora(model, targets))
     assert (rep["trainable"], rep["all"]) == (trainable, total)
     assert rep["lora"] == 12 * 2 * (768 * 8 + 8 * 768)

@@ -86,3 +86,17 @@ def test_pretrain_lowers_loss(tokenizer, arch):
     assert hist[-1]["val_loss"] == pytest.approx(pt.mlm_loss(model, val))
     with pytest.raises(ValueError):
         pt.pretrain(model, [], val)
+
+
+def test_unigram_loss(tokenizer):
+    blocks = pt.make_blocks(tokenizer, TEXT, seq_len=32)
+    val = pt.masked_batches(blocks[-8:], tokenizer, batch_size=8, seed=1)
+    u = pt.unigram_loss(blocks, val, len(tokenizer))
+    assert 0 < u < math.log(len(tokenizer))  # mieux que l'uniforme, car les fréquences sont inégales
+    # Calcul direct sur les jetons masqués.
+    counts = torch.bincount(blocks.reshape(-1), minlength=len(tokenizer)).double() + 1
+    lab = val[0]["labels"][val[0]["labels"] != -100]
+    assert u == pytest.approx(float(-torch.log(counts / counts.sum())[lab].mean()))
+    empty = [{"labels": torch.full((2, 4), -100)}]
+    with pytest.raises(ValueError):
+        pt.unigram_loss(blocks, empty, len(tokenizer))

@@ -14,7 +14,8 @@ compare les courbes de perte de validation du modèle de langue masqué (MLM).
 * :func:`make_blocks` — texte → blocs de ``seq_len`` jetons ``[CLS] … [SEP]`` ;
 * :func:`encoder_configs` — les deux configurations jumelles ;
 * :func:`masked_batches` — lots masqués (15 %) tirés une fois pour toutes ;
-* :func:`pretrain` — boucle d'entraînement, perte de validation régulière.
+* :func:`pretrain` — boucle d'entraînement, perte de validation régulière ;
+* :func:`unigram_loss` — le palier d'un prédicteur qui ignore le contexte.
 """
 
 from __future__ import annotations
@@ -133,6 +134,21 @@ def masked_batches(blocks: torch.Tensor, tokenizer, batch_size: int, seed: int,
         batch["attention_mask"] = torch.ones_like(batch["input_ids"])
         out.append(dict(batch))
     return out
+
+
+def unigram_loss(train_blocks: torch.Tensor, batches: list[dict[str, torch.Tensor]], vocab_size: int) -> float:
+    """Perte d'un prédicteur qui ignore le contexte : fréquences des jetons d'entraînement (lissage +1).
+
+    Entropie croisée moyenne, en nats, sur les jetons masqués de ``batches`` :
+    le palier qu'un modèle MLM doit franchir pour montrer qu'il lit le contexte.
+    """
+    counts = torch.bincount(train_blocks.reshape(-1), minlength=vocab_size).double() + 1.0
+    logp = torch.log(counts / counts.sum())  # (V,)
+    labels = torch.cat([b["labels"].reshape(-1) for b in batches])
+    labels = labels[labels != -100]
+    if labels.numel() == 0:
+        raise ValueError("Aucun jeton masqué dans les lots de validation.")
+    return float(-logp[labels].mean())
 
 
 @torch.no_grad()

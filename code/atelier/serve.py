@@ -165,7 +165,8 @@ def create_app(models: list[ServedModel], *, api_key: str | None = None, fault_i
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request, exc):
-        msg = "Route inconnue." if exc.status_code == 404 else f"Requête refusée ({exc.detail})."
+        msg = {404: "Route inconnue.", 405: "Méthode HTTP non autorisée pour cette route."}.get(
+            exc.status_code, f"Requête refusée (code HTTP {exc.status_code}).")
         return error(exc.status_code, msg)
 
     @app.exception_handler(RequestValidationError)
