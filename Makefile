@@ -21,7 +21,7 @@ export PYTHONHASHSEED := 0
 export TOKENIZERS_PARALLELISM := false
 
 JB := $(BIN)/jupyter-book build . --path-output . -W -n --keep-going
-NBMAKE_DIR := _build/nbmake
+NBMAKE_DIR := nbmake_out
 
 .PHONY: help book test serve venv assets web browser notebooks lock clean
 
@@ -75,7 +75,8 @@ serve:
 	$(PY) -m http.server $(PORT) --bind 127.0.0.1 --directory _build/html
 
 # --- tests -------------------------------------------------------------------
-# 1. tests unitaires et notebooks des chapitres (nbmake, sur des copies), en parallèle ;
+# 1. tests unitaires et notebooks des chapitres (nbmake, sur des copies hors de _build,
+#    dossier que nbmake ignore), en parallèle ;
 # 2. leurs sorties alimentent le cache du livre, qui est construit sans ré-exécution ;
 # 3. tests du site construit (liens, navigateur).
 test: venv web assets browser
