@@ -408,3 +408,18 @@ def test_length_grouped_batches_cover_everything_once():
             order = torch.randperm(n, generator=torch.Generator().manual_seed(0)).tolist()
             plain = [order[i:i + bs] for i in range(0, n, bs)]
             assert pad(batches) < pad(plain)
+
+
+def test_probe_init_head_equals_logistic_regression(encoder):
+    from sklearn.linear_model import LogisticRegression
+
+    train = toy_data(4)
+    y = encode_labels(train["label"], LABELS)
+    clf = TorchClassifier(encoder, 3, FinetuneConfig(max_length=24, C=3.0), "full")
+    clf.model = clf._build(seed=0)
+    texts = train["text"].tolist()
+    clf.init_head_from_probe(texts, y)
+    x = clf.features(texts)
+    ref = LogisticRegression(C=3.0, max_iter=3000).fit(x, y)
+    assert np.array_equal(clf.predict_features(x), ref.predict(x))
+    assert np.allclose(clf.model.head.weight.detach().numpy(), ref.coef_, atol=1e-5)

@@ -79,6 +79,7 @@ class FinetuneConfig:
     normalize: bool = True  # normalisation L2 des embeddings avant la régression logistique
     encode_batch_size: int = 64
     bf16: bool = False  # précision mixte bfloat16 (torch.autocast) pour l'encodeur
+    probe_init: bool = True  # lora, full : tête initialisée par une régression logistique sur les embeddings gelés (LP-FT)
 
     def __post_init__(self):
         for name in ("max_length", "batch_size", "epochs", "pair_iterations", "lora_r", "encode_batch_size"):
@@ -509,6 +510,8 @@ class TorchClassifier:
     def fit(self, texts, y, seed: int = 0):
         texts, y = check_texts(texts), torch.as_tensor(np.asarray(y), dtype=torch.long)
         self.model = model = self._build(seed)
+        if self.cfg.probe_init:
+            self.init_head_from_probe(texts, y.numpy())
         model.train()
         body = [p for p in model.backbone.parameters() if p.requires_grad]
         groups = [{"params": body, "lr": self.cfg.lr_for(self.approach)},
@@ -527,6 +530,19 @@ class TorchClassifier:
                                   weight_decay=self.cfg.weight_decay, lengths=lengths)
         model.eval()
         return self
+
+    def init_head_from_probe(self, texts, y: np.ndarray) -> None:
+        """« Linear probing then fine-tuning » : la tête part d'une régression logistique
+        ajustée sur les embeddings (encore gelés) des exemples d'entraînement."""
+        from sklearn.linear_model import LogisticRegression
+
+        x = self.features(texts)
+        probe = LogisticRegression(C=self.cfg.C, max_iter=3000).fit(x, y)
+        if probe.coef_.shape[0] != self.n_classes:
+            raise ValueError(f"Toutes les classes doivent figurer dans l'entraînement ({self.n_classes} attendues).")
+        with torch.no_grad():
+            self.model.head.weight.copy_(torch.from_numpy(probe.coef_).float())
+            self.model.head.bias.copy_(torch.from_numpy(probe.intercept_).float())
 
     @torch.inference_mode()
     def features(self, texts) -> np.ndarray:
