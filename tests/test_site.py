@@ -284,3 +284,21 @@ def test_chapter_pages_weigh_at_most_2_mb():
     assert not missing, f"pages sans poids dans le rapport : {missing}"
     heavy = {_rel(p): weights[_rel(p)] for p in CHAPTER_PAGES if weights[_rel(p)] > site.MAX_PAGE_KIB}
     assert not heavy, f"pages de plus de {site.MAX_PAGE_KIB} Kio (hors ressources partagées) : {heavy}"
+
+
+def test_theme_labels_are_translated():
+    from atelier.sphinx import THEME_FR, translate_theme
+
+    html = '<button title="Launch on Binder"><span>Launch on Binder</span></button> Launch on Binder'
+    assert translate_theme(html) == '<button title="Lancer sur Binder"><span>Lancer sur Binder</span></button> Launch on Binder'
+    assert all(fr and fr != en for en, fr in THEME_FR.items())
+
+
+@pytest.mark.site
+@pytest.mark.parametrize("page", PAGES, ids=_rel)
+def test_no_english_theme_label_left(page):
+    from atelier.sphinx import THEME_FR
+
+    html = page.read_text("utf-8")
+    left = [en for en in THEME_FR if f'"{en}"' in html or f">{en}<" in html]
+    assert not left, f"libellés du thème restés en anglais : {left}"

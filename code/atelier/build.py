@@ -92,7 +92,9 @@ def write_notebooks(book_dir: Path = BOOK_DIR) -> list[Path]:
     written = []
     for md in chapter_sources(book_dir):
         nb = jupytext.read(md)
-        for cell in nb.cells:
+        for i, cell in enumerate(nb.cells):
+            # Identifiants stables (rang + contenu) : régénérer ne change pas le fichier.
+            cell.id = f"c{i:03d}-" + hashlib.sha1(cell.source.encode("utf-8")).hexdigest()[:8]
             if cell.cell_type == "code":
                 cell.outputs, cell.execution_count = [], None
         jupytext.write(nb, md.with_suffix(".ipynb"), fmt="ipynb")

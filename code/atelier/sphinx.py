@@ -63,9 +63,34 @@ def _on_builder_inited(app: Sphinx) -> None:
     build.invalidate_stale_chapters(app.srcdir, app.config.nb_execution_cache_path or "")
 
 
+# Libellés du thème sphinx-book-theme sans traduction française dans le paquet.
+THEME_FR = {
+    "Launch interactive content": "Lancer en interactif",
+    "Launch on Binder": "Lancer sur Binder",
+    "Launch on Colab": "Ouvrir dans Colab",
+    "Open issue": "Signaler un problème",
+    "Repository": "Dépôt",
+    "Source repositories": "Dépôts source",
+    "Toggle primary sidebar": "Afficher ou masquer le sommaire du livre",
+    "Toggle secondary sidebar": "Afficher ou masquer le sommaire de la page",
+}
+
+
+def translate_theme(html: str) -> str:
+    """Traduit les libellés anglais restants du thème (attributs et textes de boutons)."""
+    for en, fr in THEME_FR.items():
+        html = html.replace(f'"{en}"', f'"{fr}"').replace(f">{en}<", f">{fr}<")
+    return html
+
+
 def _on_build_finished(app: Sphinx, exc) -> None:
     if exc is not None or app.builder.format != "html":
         return
+    for page in Path(app.outdir).rglob("*.html"):
+        html = page.read_text(encoding="utf-8")
+        translated = translate_theme(html)
+        if translated != html:
+            page.write_text(translated, encoding="utf-8")
     shutil.copytree(MATHJAX_DIR, Path(app.outdir) / "_static" / "mathjax", dirs_exist_ok=True)
     build.record_chapter_hashes(app.srcdir, app.config.nb_execution_cache_path)
     weights = build.page_weights(Path(app.outdir))
