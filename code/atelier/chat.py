@@ -35,7 +35,9 @@ __all__ = [
     "tokenize_conversation",
     "stream_reply",
     "reply",
+    "history_to_messages",
     "build_app",
+    "load_model",
     "main",
 ]
 
