@@ -141,6 +141,15 @@ def test_trainer_runs_and_keeps_best(tmp_path, tokenizer):
     assert trainer.state.best_metric == pytest.approx(evals["eval_f1_macro"].max())
 
 
+def test_training_arguments_accumulation(tmp_path):
+    args = nli.training_arguments(tmp_path, batch_size=32, accumulation=2)
+    assert (args.per_device_train_batch_size, args.gradient_accumulation_steps) == (16, 2)
+    with pytest.raises(ValueError, match="divise"):
+        nli.training_arguments(tmp_path, batch_size=32, accumulation=3)
+    with pytest.raises(ValueError):
+        nli.training_arguments(tmp_path, batch_size=0)
+
+
 def test_standardize():
     raw = pd.DataFrame({"premise": ["a", "b"], "hypothesis": ["c", "d"], "label": [0, 2],
                         "label_text": ["entailment", "contradiction"], "genre": ["x", "y"]})
@@ -152,3 +161,42 @@ def test_standardize():
         nli.standardize(raw.assign(label_text=["entailment", "maybe"]))
     with pytest.raises(TypeError):
         nli.standardize([1, 2])
+
+
+def test_save_and_load_modules_outside_adapter(tmp_path, tokenizer):
+    from peft import PeftModel
+
+    cfg = BertConfig(vocab_size=40, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                     intermediate_size=32, max_position_embeddings=64, num_labels=3)
+    torch.manual_seed(0)
+    base = BertForSequenceClassification(cfg)
+    checkpoint = {k: v.clone() for k, v in base.state_dict().items() if "pooler" not in k}  # sans pooler, comme e5
+    trained = nli.add_lora(base, ["query", "value"], r=2)
+    with torch.no_grad():
+        for n, p in trained.named_parameters():
+            if "lora_B" in n:
+                p.normal_()
+    trained.save_pretrained(tmp_path)
+    names = nli.save_modules(trained, tmp_path, names=("pooler",))
+    assert names == ["bert.pooler.dense.bias", "bert.pooler.dense.weight"]
+    f = _frame()
+    ref = nli.predict_proba(trained, tokenizer, f.premise, f.hypothesis)
+
+    def reload(with_modules: bool):
+        torch.manual_seed(1)  # un autre tirage pour les poids absents, comme un nouveau chargement
+        fresh = BertForSequenceClassification(cfg)
+        fresh.load_state_dict(checkpoint, strict=False)  # le pooler garde son nouveau tirage
+        if with_modules:
+            nli.load_modules(fresh, tmp_path)
+        return nli.predict_proba(PeftModel.from_pretrained(fresh, tmp_path), tokenizer, f.premise, f.hypothesis)
+
+    assert not np.allclose(reload(False), ref, atol=1e-4)
+    np.testing.assert_allclose(reload(True), ref, atol=1e-5)
+    with pytest.raises(ValueError, match="introuvable"):
+        nli.load_modules(BertForSequenceClassification(cfg), tmp_path / "nulle_part")
+    with pytest.raises(ValueError, match="Aucun sous-module"):
+        nli.save_modules(trained, tmp_path, names=("poolr",))
+    with pytest.raises(TypeError):
+        nli.save_modules(trained, tmp_path, names="pooler")
+    with pytest.raises(TypeError):
+        nli.load_modules("modèle", tmp_path)

@@ -78,7 +78,7 @@ def test_pretrain_lowers_loss(tokenizer, arch):
     model = pt.build_model(cfg)
     train = pt.masked_batches(blocks[:-8], tokenizer, batch_size=8, seed=0) * 3
     val = pt.masked_batches(blocks[-8:], tokenizer, batch_size=8, seed=1)
-    hist = pt.pretrain(model, train, val, lr=3e-3, warmup=2, eval_every=5)
+    hist = pt.pretrain(model, train, val, lr=3e-3, warmup=2, eval_every=5, progress=False)
     assert hist[0]["step"] == 0 and hist[-1]["step"] == len(train)
     assert hist[-1]["tokens"] == len(train) * 8 * 32
     assert math.isclose(hist[0]["val_loss"], math.log(len(tokenizer)), rel_tol=0.15)  # départ ≈ hasard uniforme

@@ -11,6 +11,7 @@ désentrelacée » (``book/03_camembert.md``).
 * :func:`parameter_report` : ce que compte ``print_trainable_parameters`` ;
 * :func:`training_arguments`, :func:`make_trainer`, :func:`compute_metrics` :
   le ``Trainer`` de Hugging Face avec les réglages du tutoriel d'origine ;
+* :func:`save_modules`, :func:`load_modules` : ce que l'adaptateur ne sauve pas ;
 * :func:`predict_proba` : probabilités des trois classes pour des paires.
 """
 
@@ -228,6 +229,58 @@ def parameter_report(peft_model: nn.Module) -> dict[str, int | float]:
     }
 
 
+EXTRA_MODULES_FILE = "modules_hors_adaptateur.safetensors"
+
+
+def save_modules(model: nn.Module, directory, names: Sequence[str] = ("pooler",)) -> list[str]:
+    """Sauve à part (safetensors) les sous-modules nommés ``names`` que ``peft`` ne sauve pas.
+
+    ``save_pretrained`` d'un modèle ``peft`` n'écrit que LoRA et les
+    ``modules_to_save`` ; une couche gelée absente du point de contrôle de
+    départ (le ``pooler`` d'e5 ou de CamemBERTa, initialisé au hasard au
+    chargement) serait tirée à nouveau au rechargement. Renvoie les noms des
+    tenseurs écrits dans ``directory/modules_hors_adaptateur.safetensors``.
+    """
+    from pathlib import Path
+
+    from safetensors.torch import save_file
+
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model doit être un modèle PyTorch (nn.Module), reçu {type(model).__name__}.")
+    if isinstance(names, str) or not names or not all(isinstance(n, str) and n for n in names):
+        raise TypeError("names doit être une liste non vide de noms de sous-modules, par ex. ('pooler',).")
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    state = {f"{n}.{k}": v.detach().cpu().contiguous()
+             for n, mod in base.named_modules() if n and n.rsplit(".", 1)[-1] in names
+             for k, v in mod.state_dict().items()}
+    if not state:
+        children = [n for n, _ in base.named_children()]
+        raise ValueError(f"Aucun sous-module nommé {list(names)} (ou sans poids) dans {type(base).__name__} ; "
+                         f"sous-modules de premier niveau : {children}.")
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(directory / EXTRA_MODULES_FILE))
+    return sorted(state)
+
+
+def load_modules(model: nn.Module, directory) -> list[str]:
+    """Recharge dans ``model`` (avant ``PeftModel.from_pretrained``) ce qu'a écrit :func:`save_modules`."""
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model doit être un modèle PyTorch (nn.Module), reçu {type(model).__name__}.")
+    path = Path(directory) / EXTRA_MODULES_FILE
+    if not path.is_file():
+        raise ValueError(f"Fichier introuvable : {path}. Il est écrit par save_modules(model, dossier).")
+    state = load_file(str(path))
+    result = model.load_state_dict(state, strict=False)
+    if result.unexpected_keys:
+        raise ValueError(f"Tenseurs sans place dans {type(model).__name__} : {sorted(result.unexpected_keys)}.")
+    return sorted(state)
+
+
 # --------------------------------------------------------------------------
 # Entraînement
 # --------------------------------------------------------------------------
@@ -241,19 +294,28 @@ def compute_metrics(eval_pred) -> dict[str, float]:
 def training_arguments(output_dir, *, num_epochs: float = 10, eval_steps: int | None = None,
                        learning_rate: float = 2e-4, batch_size: int = 32, weight_decay: float = 0.01,
                        seed: int = 42, group_by_length: bool = False, logging_steps: int = 10,
-                       bf16: bool = False):
+                       bf16: bool = False, accumulation: int = 1):
     """``TrainingArguments`` du tutoriel d'origine (meilleur modèle choisi sur le F1 macro).
 
     ``eval_steps=None`` : évaluation et sauvegarde à chaque époque (comme le
     tutoriel) ; un entier : tous les ``eval_steps`` pas (budget CPU).
     Précision mixte : fp16 sur GPU (comme le tutoriel), bf16 si ``bf16=True``.
+    ``accumulation`` : chaque lot de ``batch_size`` paires est calculé en
+    ``accumulation`` morceaux dont on additionne les gradients (même
+    optimisation, moins de mémoire) ; ``batch_size`` doit en être un multiple.
     """
     from transformers import TrainingArguments
+
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size doit être un entier ≥ 1, reçu {batch_size!r}.")
+    if not isinstance(accumulation, int) or accumulation < 1 or batch_size % accumulation:
+        raise ValueError(f"accumulation doit être un entier ≥ 1 qui divise batch_size ({batch_size}), reçu {accumulation!r}.")
 
     strategy = "epoch" if eval_steps is None else "steps"
     return TrainingArguments(
         output_dir=str(output_dir), learning_rate=learning_rate,
-        per_device_train_batch_size=batch_size, per_device_eval_batch_size=64,
+        per_device_train_batch_size=batch_size // accumulation, gradient_accumulation_steps=accumulation,
+        per_device_eval_batch_size=64,
         num_train_epochs=num_epochs, weight_decay=weight_decay,
         eval_strategy=strategy, save_strategy=strategy, eval_steps=eval_steps, save_steps=eval_steps,
         load_best_model_at_end=True, metric_for_best_model="f1_macro", greater_is_better=True,

@@ -166,14 +166,16 @@ def mlm_loss(model, batches: list[dict[str, torch.Tensor]]) -> float:
 
 
 def pretrain(model, train_batches, val_batches, *, lr: float = 1e-3, warmup: int = 20, eval_every: int = 20,
-             weight_decay: float = 0.01, seed: int = 0, desc: str = "pré-entraînement") -> list[dict]:
+             weight_decay: float = 0.01, seed: int = 0, desc: str = "pré-entraînement",
+             progress: bool = True) -> list[dict]:
     """Entraîne ``model`` sur ``train_batches`` (une passe) ; renvoie l'historique.
 
     AdamW, montée linéaire du taux d'apprentissage sur ``warmup`` pas puis
     décroissance linéaire jusqu'à 0. Tous les ``eval_every`` pas (et à la fin),
     perte sur les lots de validation. Chaque ligne d'historique :
     ``step``, ``tokens`` (jetons vus), ``train_loss`` (moyenne depuis la
-    dernière évaluation), ``val_loss``, ``seconds``.
+    dernière évaluation), ``val_loss``, ``seconds``. ``progress=False`` masque
+    la barre de progression.
     """
     from tqdm.auto import tqdm
     from transformers import get_linear_schedule_with_warmup
@@ -186,7 +188,7 @@ def pretrain(model, train_batches, val_batches, *, lr: float = 1e-3, warmup: int
     hist = [{"step": 0, "tokens": 0, "train_loss": math.nan, "val_loss": mlm_loss(model, val_batches), "seconds": 0.0}]
     model.train()
     t0, running, n_run, tokens = time.perf_counter(), 0.0, 0, 0
-    for step, batch in enumerate(tqdm(train_batches, desc=desc, unit="pas"), start=1):
+    for step, batch in enumerate(tqdm(train_batches, desc=desc, unit="pas", disable=not progress), start=1):
         loss = model(**batch).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
