@@ -27,13 +27,13 @@ import math
 import torch
 import torch.nn.functional as F
 
+from .generation import _context_window as _window_or_none
+
 
 def _context_window(model):
-    cfg = model.config
-    for name in ("n_positions", "max_position_embeddings"):
-        value = getattr(cfg, name, None)
-        if isinstance(value, int):
-            return value
+    value = _window_or_none(model)
+    if value is not None:
+        return value
     raise ValueError("Impossible de lire la fenêtre de contexte du modèle (n_positions ou max_position_embeddings).")
 
 
