@@ -423,3 +423,65 @@ def test_probe_init_head_equals_logistic_regression(encoder):
     ref = LogisticRegression(C=3.0, max_iter=3000).fit(x, y)
     assert np.array_equal(clf.predict_features(x), ref.predict(x))
     assert np.allclose(clf.model.head.weight.detach().numpy(), ref.coef_, atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- budget plafonné et cache
+
+
+@pytest.mark.parametrize("epochs,n,cap", [(1, 18, 8), (2, 18, 12), (3, 18, 100), (1, 21, 6)])
+def test_max_passes_caps_every_approach(epochs, n, cap):
+    cfg = FinetuneConfig(epochs=epochs, batch_size=4, max_passes=cap)
+    assert training_passes(cfg, "full", n) == min(epochs * n, cap) == training_passes(cfg, "lora", n)
+    sf = same_budget(cfg, "setfit", n)
+    assert abs(training_passes(sf, "setfit", n) - min(epochs * n, cap)) <= 1
+
+
+def test_max_passes_stops_training(encoder):
+    from atelier.finetune import _train_loop
+
+    seen = []
+    p = torch.nn.Parameter(torch.zeros(1))
+
+    def loss(idx):
+        seen.append(list(idx))
+        return (p - 1).pow(2).sum()
+
+    losses = _train_loop(loss, [{"params": [p], "lr": 0.1}], 10, epochs=3, batch_size=4, seed=0,
+                         warmup_ratio=0.0, weight_decay=0.0, max_items=13)
+    assert sum(len(b) for b in seen) == 13 and len(losses) == len(seen) == 4
+    assert sorted(i for b in seen[:3] for i in b) == list(range(10))  # la première époque entière d'abord
+    seen.clear()
+    _train_loop(loss, [{"params": [p], "lr": 0.1}], 10, epochs=2, batch_size=4, seed=0,
+                warmup_ratio=0.0, weight_decay=0.0)
+    assert sum(len(b) for b in seen) == 20
+    train = toy_data(6)
+    y = encode_labels(train["label"], LABELS)
+    clf = make_classifier("full", encoder, 3, FinetuneConfig(max_length=24, batch_size=4, epochs=5, max_passes=10))
+    clf.fit(train["text"].tolist(), y)
+    assert len(clf.losses) == 3  # 4 + 4 + 2 phrases
+    with pytest.raises(ValueError, match="max_passes"):
+        FinetuneConfig(max_passes=0)
+
+
+def test_feature_cache_same_results_and_counts_time(encoder):
+    from atelier.finetune import FeatureCache
+
+    train, test = toy_data(6, seed=0), toy_data(3, seed=1)
+    cfg = FinetuneConfig(max_length=24, batch_size=6, epochs=2, lr=5e-3)
+    cache = FeatureCache(encoder, max_length=24)
+    x = cache(train["text"].tolist())
+    assert len(cache) == train["text"].nunique() and x.shape == (len(train), 32)
+    assert np.allclose(x, embed(encoder, train["text"].tolist(), max_length=24, normalize=False), atol=1e-5)
+    assert cache.seconds(train["text"]) > 0
+    for approach in ("frozen", "full"):
+        a = run(approach, encoder, train["text"], train["label"], test["text"], test["label"], labels=LABELS,
+                config=cfg, seed=0, save_artifact=False)
+        b = run(approach, encoder, train["text"], train["label"], test["text"], test["label"], labels=LABELS,
+                config=cfg, seed=0, save_artifact=False, cache=cache)
+        assert np.array_equal(a.test_predictions, b.test_predictions)
+        assert b.train_seconds >= cache.seconds(train["text"])
+    with pytest.raises(ValueError, match="cache ne correspond pas"):
+        run("frozen", encoder, train["text"], train["label"], test["text"], test["label"], labels=LABELS,
+            config=FinetuneConfig(max_length=32), cache=cache)
+    with pytest.raises(TypeError, match="FeatureCache"):
+        make_classifier("frozen", encoder, 3, cfg, cache={})

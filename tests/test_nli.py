@@ -200,3 +200,20 @@ def test_save_and_load_modules_outside_adapter(tmp_path, tokenizer):
         nli.save_modules(trained, tmp_path, names="pooler")
     with pytest.raises(TypeError):
         nli.load_modules("modèle", tmp_path)
+
+
+def test_trainer_logged_loss_not_multiplied_by_accumulation(tmp_path, tokenizer):
+    """Avec des gradients accumulés, la perte journalisée reste une moyenne (≈ ln 3 au départ), pas ×2."""
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=40, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=32, max_position_embeddings=64, num_labels=3)
+    model = nli.add_lora(BertForSequenceClassification(cfg), ["query", "value"], r=2)
+    ds = nli.make_dataset(pd.concat([_frame()] * 4, ignore_index=True), tokenizer)
+    args = nli.training_arguments(tmp_path, num_epochs=1, eval_steps=100, batch_size=8, accumulation=2,
+                                  learning_rate=1e-6, logging_steps=1)
+    trainer = nli.make_trainer(model, tokenizer, ds, ds, args, patience=3)
+    assert trainer.model_accepts_loss_kwargs is False
+    trainer.train()
+    train, _ = nli.history(trainer.state.log_history)
+    assert len(train) >= 1
+    assert train["loss"].astype(float).max() < 1.5   # ln 3 ≈ 1,10 ; une perte doublée vaudrait ≈ 2,2

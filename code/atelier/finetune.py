@@ -33,6 +33,7 @@ import gc
 import math
 import shutil
 import tempfile
+import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -70,6 +71,7 @@ class FinetuneConfig:
     warmup_ratio: float = 0.1
     pair_iterations: int = 1  # setfit : une paire positive et une négative par exemple et par itération
     max_pairs: int | None = None  # setfit : plafond du nombre de paires
+    max_passes: int | None = None  # setfit, lora, full : plafond de phrases passées dans l'encodeur (budget de calcul)
     lora_r: int = 8
     lora_alpha: int = 16
     lora_targets: tuple[str, ...] = ("query", "key", "value", "dense")
@@ -90,6 +92,9 @@ class FinetuneConfig:
             raise ValueError(f"freeze_layers doit être un entier ≥ 0, reçu {self.freeze_layers!r}.")
         if self.max_pairs is not None and (not isinstance(self.max_pairs, int) or self.max_pairs < 2):
             raise ValueError(f"max_pairs doit être None ou un entier ≥ 2, reçu {self.max_pairs!r}.")
+        if self.max_passes is not None and (not isinstance(self.max_passes, int) or isinstance(self.max_passes, bool)
+                                            or self.max_passes < 4):
+            raise ValueError(f"max_passes doit être None ou un entier ≥ 4, reçu {self.max_passes!r}.")
         for name in ("head_lr", "C", "lora_alpha"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} doit être strictement positif, reçu {getattr(self, name)!r}.")
@@ -107,14 +112,15 @@ def same_budget(config: FinetuneConfig, approach: str, n_train: int) -> Finetune
 
     ``lora`` et ``full`` voient ``epochs`` fois chaque exemple ; ``setfit`` fait une
     seule passe sur ``epochs × n_train / 2`` paires (deux phrases par paire) ;
-    ``frozen`` n'entraîne pas l'encodeur (configuration inchangée).
+    ``frozen`` n'entraîne pas l'encodeur (configuration inchangée). Avec
+    ``config.max_passes``, le budget est plafonné à ``max_passes`` phrases pour toutes.
     """
     _check_approach(approach)
     if not isinstance(n_train, int) or n_train < 2:
         raise ValueError(f"n_train doit être un entier ≥ 2, reçu {n_train!r}.")
     if approach != "setfit":
         return config
-    n_pairs = max(2, config.epochs * n_train // 2)
+    n_pairs = max(2, min(config.epochs * n_train, config.max_passes or config.epochs * n_train) // 2)
     return replace(config, epochs=1, pair_iterations=math.ceil(n_pairs / (2 * n_train)), max_pairs=n_pairs)
 
 
@@ -124,9 +130,18 @@ def training_passes(config: FinetuneConfig, approach: str, n_train: int) -> int:
     if approach == "frozen":
         return 0
     if approach == "setfit":
-        n_pairs = min(2 * n_train * config.pair_iterations, config.max_pairs or 2 * n_train * config.pair_iterations)
-        return 2 * n_pairs * config.epochs
-    return n_train * config.epochs
+        return 2 * _setfit_pairs(config, n_train) * config.epochs
+    return min(n_train * config.epochs, config.max_passes or n_train * config.epochs)
+
+
+def _setfit_pairs(config: FinetuneConfig, n_train: int) -> int:
+    """Nombre de paires que SetFit entraîne (plafonds ``max_pairs`` et ``max_passes`` compris)."""
+    n_pairs = 2 * n_train * config.pair_iterations
+    if config.max_pairs is not None:
+        n_pairs = min(n_pairs, config.max_pairs)
+    if config.max_passes is not None:
+        n_pairs = min(n_pairs, max(2, config.max_passes // (2 * config.epochs)))
+    return n_pairs
 
 
 def _check_approach(approach: str) -> str:
@@ -225,6 +240,50 @@ def embed(encoder, texts, *, prefix: str = "", max_length: int = 64, normalize: 
     return out.float().numpy()
 
 
+class FeatureCache:
+    """Embeddings bruts (moyenne des jetons, non normalisés) de l'encodeur **de base**, calculés une fois par texte.
+
+    L'encodeur de base n'est jamais modifié par :func:`run` : ses embeddings ne
+    dépendent que du texte. Le cache sert l'approche ``frozen`` (entraînement et
+    test) et l'initialisation de la tête de ``lora`` et ``full`` ; on le crée avec
+    les réglages de la configuration (préfixe, longueur, bfloat16), que :func:`run`
+    vérifie. Ne pas modifier l'encodeur en place après l'avoir créé.
+    """
+
+    def __init__(self, encoder, *, prefix: str = "", max_length: int = 64, bf16: bool = False, batch_size: int = 64):
+        if not isinstance(max_length, int) or max_length < 1:
+            raise ValueError(f"max_length doit être un entier ≥ 1, reçu {max_length!r}.")
+        self.encoder, self.prefix, self.max_length, self.bf16 = encoder, prefix, max_length, bool(bf16)
+        self.batch_size = batch_size
+        self._vectors: dict[str, np.ndarray] = {}
+        self._seconds: dict[str, float] = {}  # part de chaque texte dans la durée d'encodage de son lot
+
+    def matches(self, encoder, config: FinetuneConfig) -> bool:
+        return (encoder is self.encoder and config.prefix == self.prefix and config.max_length == self.max_length
+                and bool(config.bf16) == self.bf16)
+
+    def seconds(self, texts) -> float:
+        """Ce qu'a coûté l'encodage de ces textes (déjà en cache), pour l'ajouter au temps d'entraînement."""
+        return float(sum(self._seconds[t] for t in dict.fromkeys(check_texts(texts))))
+
+    def __len__(self) -> int:
+        return len(self._vectors)
+
+    def __call__(self, texts, *, normalize: bool = False) -> np.ndarray:
+        """Embeddings (N, H) des textes ; seuls les textes jamais vus passent dans l'encodeur."""
+        texts = check_texts(texts)
+        new = list(dict.fromkeys(t for t in texts if t not in self._vectors))
+        if new:
+            start = time.perf_counter()
+            x = embed(self.encoder, new, prefix=self.prefix, max_length=self.max_length, normalize=False,
+                      batch_size=self.batch_size, bf16=self.bf16)
+            share = (time.perf_counter() - start) / len(new)
+            self._vectors.update(zip(new, x))
+            self._seconds.update((t, share) for t in new)
+        out = np.stack([self._vectors[t] for t in texts])
+        return out / np.linalg.norm(out, axis=1, keepdims=True) if normalize else out
+
+
 def pair_cosines(encode_fn, texts_a, texts_b) -> np.ndarray:
     """Cosinus entre les embeddings de paires de textes (``encode_fn`` : textes -> (N, H))."""
     texts_a, texts_b = check_texts(texts_a, name="texts_a"), check_texts(texts_b, name="texts_b")
@@ -257,37 +316,48 @@ def length_grouped_batches(lengths, batch_size: int, generator: torch.Generator,
 
 def _train_loop(compute_loss, param_groups, n_items: int, *, epochs: int, batch_size: int, seed: int,
                 warmup_ratio: float, weight_decay: float, max_grad_norm: float = 1.0,
-                lengths=None) -> list[float]:
+                lengths=None, max_items: int | None = None) -> list[float]:
     """Boucle AdamW + planning linéaire avec échauffement ; ``compute_loss(indices)`` -> perte.
 
     Avec ``lengths`` (nombre de jetons de chaque exemple), les lots regroupent des
-    exemples de longueurs voisines (:func:`length_grouped_batches`).
+    exemples de longueurs voisines (:func:`length_grouped_batches`). Avec
+    ``max_items``, l'entraînement s'arrête après ce nombre d'exemples (dernier lot
+    raccourci) : un budget de calcul fixe, même si les époques ne sont pas finies.
     """
     from transformers import get_linear_schedule_with_warmup
 
     params = [p for g in param_groups for p in g["params"]]
-    total = epochs * math.ceil(n_items / batch_size)
+    gen = torch.Generator().manual_seed(seed)
+    batches = []
+    for _ in range(epochs):
+        if lengths is None:
+            order = torch.randperm(n_items, generator=gen).tolist()
+            batches += [order[i:i + batch_size] for i in range(0, n_items, batch_size)]
+        else:
+            batches += length_grouped_batches(lengths, batch_size, gen)
+    if max_items is not None:
+        kept, left = [], max_items
+        for idx in batches:
+            if left <= 0:
+                break
+            kept.append(idx[:left])
+            left -= len(kept[-1])
+        batches = kept
+    total = len(batches)
     try:  # version « fused » : un seul noyau pour tous les paramètres, ~15× plus rapide sur CPU
         opt = torch.optim.AdamW(param_groups, weight_decay=weight_decay, fused=True)
     except (RuntimeError, TypeError):  # pragma: no cover - torch < 2.4
         opt = torch.optim.AdamW(param_groups, weight_decay=weight_decay)
     sched = get_linear_schedule_with_warmup(opt, int(warmup_ratio * total), total)
-    gen = torch.Generator().manual_seed(seed)
     losses = []
-    for _ in range(epochs):
-        if lengths is None:
-            order = torch.randperm(n_items, generator=gen).tolist()
-            batches = [order[i:i + batch_size] for i in range(0, n_items, batch_size)]
-        else:
-            batches = length_grouped_batches(lengths, batch_size, gen)
-        for idx in batches:
-            loss = compute_loss(idx)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
-            opt.step()
-            sched.step()
-            opt.zero_grad(set_to_none=True)
-            losses.append(float(loss.detach()))
+    for idx in batches:
+        loss = compute_loss(idx)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        losses.append(float(loss.detach()))
     return losses
 
 
@@ -381,8 +451,8 @@ class FrozenClassifier:
 
     approach = "frozen"
 
-    def __init__(self, encoder, n_classes: int, config: FinetuneConfig):
-        self.encoder, self.n_classes, self.cfg = encoder, n_classes, config
+    def __init__(self, encoder, n_classes: int, config: FinetuneConfig, cache: FeatureCache | None = None):
+        self.encoder, self.n_classes, self.cfg, self.cache = encoder, n_classes, config, cache
         self.head = None
 
     def encode(self, texts) -> np.ndarray:
@@ -392,6 +462,8 @@ class FrozenClassifier:
 
     def features(self, texts) -> np.ndarray:
         """Ce que voit la tête : embeddings normalisés ou non selon ``config.normalize``."""
+        if self.cache is not None:
+            return self.cache(texts, normalize=self.cfg.normalize)
         return embed(self.encoder, texts, prefix=self.cfg.prefix, max_length=self.cfg.max_length,
                      normalize=self.cfg.normalize, batch_size=self.cfg.encode_batch_size, bf16=self.cfg.bf16)
 
@@ -437,7 +509,8 @@ class SetFitClassifier(FrozenClassifier):
 
     def fit(self, texts, y, seed: int = 0):
         texts, y = check_texts(texts), np.asarray(y)
-        ia, ib, t = contrastive_pairs(y, iterations=self.cfg.pair_iterations, seed=seed, max_pairs=self.cfg.max_pairs)
+        ia, ib, t = contrastive_pairs(y, iterations=self.cfg.pair_iterations, seed=seed,
+                                      max_pairs=_setfit_pairs(self.cfg, len(texts)))
         self.losses = contrastive_finetune(
             self.encoder, [texts[i] for i in ia], [texts[i] for i in ib], t, loss="cosine",
             epochs=self.cfg.epochs, batch_size=self.cfg.batch_size, lr=self.cfg.lr_for("setfit"), seed=seed,
@@ -475,10 +548,11 @@ class MeanPoolClassifier(nn.Module):
 class TorchClassifier:
     """LoRA (``lora``) ou tous les poids (``full``) de l'encodeur + tête linéaire, entraînés ensemble."""
 
-    def __init__(self, encoder, n_classes: int, config: FinetuneConfig, approach: str = "full"):
+    def __init__(self, encoder, n_classes: int, config: FinetuneConfig, approach: str = "full",
+                 cache: FeatureCache | None = None):
         if approach not in ("lora", "full"):
             raise ValueError(f"TorchClassifier accepte 'lora' ou 'full', reçu {approach!r}.")
-        self.approach, self.cfg, self.n_classes = approach, config, n_classes
+        self.approach, self.cfg, self.n_classes, self.cache = approach, config, n_classes, cache
         self.tokenizer = encoder.tokenizer
         self.model: MeanPoolClassifier | None = None
         self.losses: list[float] = []
@@ -527,7 +601,8 @@ class TorchClassifier:
                                                       max_length=self.cfg.max_length)["input_ids"]]
         self.losses = _train_loop(compute_loss, groups, len(texts), epochs=self.cfg.epochs,
                                   batch_size=self.cfg.batch_size, seed=seed, warmup_ratio=self.cfg.warmup_ratio,
-                                  weight_decay=self.cfg.weight_decay, lengths=lengths)
+                                  weight_decay=self.cfg.weight_decay, lengths=lengths,
+                                  max_items=self.cfg.max_passes)
         model.eval()
         return self
 
@@ -536,7 +611,7 @@ class TorchClassifier:
         ajustée sur les embeddings (encore gelés) des exemples d'entraînement."""
         from sklearn.linear_model import LogisticRegression
 
-        x = self.features(texts)
+        x = self.cache(texts) if self.cache is not None else self.features(texts)
         probe = LogisticRegression(C=self.cfg.C, max_iter=3000).fit(x, y)
         if probe.coef_.shape[0] != self.n_classes:
             raise ValueError(f"Toutes les classes doivent figurer dans l'entraînement ({self.n_classes} attendues).")
@@ -584,17 +659,28 @@ class TorchClassifier:
         return directory
 
 
-def make_classifier(approach: str, encoder, n_classes: int, config: FinetuneConfig | None = None):
-    """Construit le classifieur d'une approche (``frozen``, ``setfit``, ``lora``, ``full``)."""
+def make_classifier(approach: str, encoder, n_classes: int, config: FinetuneConfig | None = None,
+                    cache: FeatureCache | None = None):
+    """Construit le classifieur d'une approche (``frozen``, ``setfit``, ``lora``, ``full``).
+
+    ``cache`` (:class:`FeatureCache` de ``encoder``, mêmes réglages que ``config``)
+    évite de réencoder les textes avec l'encodeur de base (``frozen``, tête de ``lora``/``full``).
+    """
     config = config or FinetuneConfig()
     if not isinstance(config, FinetuneConfig):
         raise TypeError(f"config doit être un FinetuneConfig, reçu {type(config).__name__}.")
     _check_approach(approach)
+    if cache is not None:
+        if not isinstance(cache, FeatureCache):
+            raise TypeError(f"cache doit être un FeatureCache ou None, reçu {type(cache).__name__}.")
+        if not cache.matches(encoder, config):
+            raise ValueError("Le cache ne correspond pas : il faut le même encodeur et les mêmes préfixe, "
+                             "max_length et bf16 que la configuration.")
     if approach == "frozen":
-        return FrozenClassifier(encoder, n_classes, config)
+        return FrozenClassifier(encoder, n_classes, config, cache)
     if approach == "setfit":
         return SetFitClassifier(encoder, n_classes, config)
-    return TorchClassifier(encoder, n_classes, config, approach)
+    return TorchClassifier(encoder, n_classes, config, approach, cache)
 
 
 # --------------------------------------------------------------------------- expérience
@@ -626,10 +712,12 @@ class FinetuneResult:
 
 def run(approach: str, encoder, train_texts, train_labels, test_texts, test_labels, *, labels,
         config: FinetuneConfig | None = None, seed: int = 0, save_artifact: bool = True,
-        keep_classifier: bool = False) -> FinetuneResult:
+        keep_classifier: bool = False, cache: FeatureCache | None = None) -> FinetuneResult:
     """Entraîne une approche, la mesure (temps, mémoire), l'évalue sur le test, pèse l'artefact.
 
     ``labels`` : noms des classes (les étiquettes peuvent être ces noms ou leurs indices).
+    ``cache`` : embeddings de l'encodeur de base déjà calculés (:class:`FeatureCache`) ;
+    la durée d'entraînement compte quand même ce qu'a coûté leur calcul.
     """
     _check_approach(approach)
     labels = check_label_names(labels)
@@ -637,11 +725,14 @@ def run(approach: str, encoder, train_texts, train_labels, test_texts, test_labe
     y_train, y_test = encode_labels(train_labels, labels), encode_labels(test_labels, labels)
     if len(y_train) != len(train_texts) or len(y_test) != len(test_texts):
         raise ValueError("Il faut autant d'étiquettes que de textes (entraînement et test).")
-    clf = make_classifier(approach, encoder, len(labels), config)
+    clf = make_classifier(approach, encoder, len(labels), config, cache)
     release_memory()
     seed_everything(int(seed))
     with measure() as m:
         clf.fit(train_texts, y_train, seed=int(seed))
+    # Embeddings de base servis par le cache : on compte ce qu'ils ont coûté à calculer.
+    uses_cache = cache is not None and (approach == "frozen" or (approach != "setfit" and clf.cfg.probe_init))
+    cached_seconds = cache.seconds(train_texts) if uses_cache else 0.0
     feats = clf.features(test_texts)
     pred = clf.predict_features(feats)
     emb = feats / np.linalg.norm(feats, axis=1, keepdims=True)
@@ -654,7 +745,7 @@ def run(approach: str, encoder, train_texts, train_labels, test_texts, test_labe
             shutil.rmtree(tmp, ignore_errors=True)
     result = FinetuneResult(
         approach=approach, n_train=len(train_texts), seed=int(seed), scores=classification_scores(y_test, pred),
-        train_seconds=m.seconds, start_mb=m.start_mb, peak_mb=m.peak_mb, delta_peak_mb=m.delta_peak_mb,
+        train_seconds=m.seconds + cached_seconds, start_mb=m.start_mb, peak_mb=m.peak_mb, delta_peak_mb=m.delta_peak_mb,
         trainable_params=clf.trainable_parameters(), artifact_mb=size, test_predictions=pred,
         test_embeddings=emb, classifier=clf if keep_classifier else None)
     del clf

@@ -330,11 +330,18 @@ def make_trainer(model, tokenizer, train_dataset, eval_dataset, args, patience: 
     """``Trainer`` avec remplissage par lot, métriques NLI et arrêt précoce (patience ``patience``)."""
     from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer
 
-    return Trainer(
+    trainer = Trainer(
         model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
         data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=compute_metrics,
         callbacks=[EarlyStoppingCallback(early_stopping_patience=patience)],
     )
+    # La perte de classification est une moyenne sur le lot : elle n'utilise pas
+    # ``num_items_in_batch``. Sans cette ligne, le ``Trainer`` (qui voit des
+    # ``**kwargs`` dans ``forward``) ne la divise pas par le nombre de morceaux
+    # accumulés : la perte d'entraînement journalisée serait multipliée par
+    # ``gradient_accumulation_steps``.
+    trainer.model_accepts_loss_kwargs = False
+    return trainer
 
 
 def history(log_history: list[dict]):
