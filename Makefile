@@ -75,15 +75,17 @@ serve:
 	$(PY) -m http.server $(PORT) --bind 127.0.0.1 --directory _build/html
 
 # --- tests -------------------------------------------------------------------
-# 1. tests unitaires et notebooks des chapitres (nbmake, sur des copies hors de _build,
-#    dossier que nbmake ignore), en parallèle ;
-# 2. leurs sorties alimentent le cache du livre, qui est construit sans ré-exécution ;
-# 3. tests du site construit (liens, navigateur).
+# 1. tests unitaires, en parallèle (pytest-xdist, $(JOBS) processus) ;
+# 2. notebooks des chapitres (nbmake, sur des copies hors de _build, dossier que nbmake
+#    ignore), un à la fois : chaque chapitre occupe déjà tous les cœurs avec PyTorch, et
+#    deux chapitres côte à côte sur 2 cœurs vont plus de quatre fois moins vite ;
+# 3. leurs sorties alimentent le cache du livre, qui est construit sans ré-exécution ;
+# 4. tests du site construit (liens, navigateur).
 test: venv web assets browser
+	$(BIN)/pytest -n $(JOBS) --dist worksteal -m "not site" tests --nbmake
 	rm -rf $(NBMAKE_DIR) && mkdir -p $(NBMAKE_DIR)
 	cp book/[0-9][0-9]_*.ipynb $(NBMAKE_DIR)/
-	$(BIN)/pytest -n $(JOBS) --dist worksteal -m "not site" tests $(NBMAKE_DIR) \
-	  --nbmake --nbmake-timeout=1800 --overwrite
+	$(BIN)/pytest $(NBMAKE_DIR) --nbmake --nbmake-timeout=1800 --overwrite
 	$(PY) -m atelier.build import-executed $(NBMAKE_DIR)
 	$(JB)
 	$(BIN)/pytest -m site tests
