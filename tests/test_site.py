@@ -252,7 +252,9 @@ def test_offline_assets_are_served_once():
     for page in CHAPTER_PAGES:
         html = page.read_text("utf-8")
         assert html.count("plotly.min.js") == 1, f"{_rel(page)} : plotly.js doit être chargé une fois, depuis _static"
-        assert "mathjax/tex-chtml.js" in html
+        if 'class="math' in html:  # Sphinx ne charge MathJax que sur les pages qui ont des formules
+            assert "mathjax/tex-chtml.js" in html, f"{_rel(page)} a des formules mais ne charge pas MathJax"
+        assert "cdn.jsdelivr.net/npm/mathjax" not in html, f"{_rel(page)} charge MathJax depuis un CDN"
         assert "* plotly.js v" not in html, f"{_rel(page)} embarque plotly.js au lieu de le charger depuis _static"
 
 
