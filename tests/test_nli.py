@@ -29,9 +29,19 @@ def tokenizer():
 @pytest.fixture(scope="module")
 def tiny_model():
     torch.manual_seed(0)
-    cfg = BertConfig(vocab_size=40, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=32, max_position_embeddings=64, num_labels=3)
-    return BertForSequenceClassification(cfg).eval()
+    return BertForSequenceClassification(_tiny_config()).eval()
+
+
+def _tiny_config(layers: int = 2) -> BertConfig:
+    return BertConfig(vocab_size=40, hidden_size=16, num_hidden_layers=layers, num_attention_heads=2,
+                      intermediate_size=32, max_position_embeddings=64, num_labels=3)
+
+
+def _lora_model_and_data(tokenizer):
+    """Petit BERT à 3 classes avec LoRA, et un jeu de 16 paires (graine fixée)."""
+    torch.manual_seed(0)
+    model = nli.add_lora(BertForSequenceClassification(_tiny_config()), ["query", "value"], r=2)
+    return model, nli.make_dataset(pd.concat([_frame()] * 4, ignore_index=True), tokenizer)
 
 
 def _frame():
@@ -128,11 +138,7 @@ def test_predict_proba_order_and_padding(tokenizer, tiny_model):
 
 
 def test_trainer_runs_and_keeps_best(tmp_path, tokenizer):
-    torch.manual_seed(0)
-    cfg = BertConfig(vocab_size=40, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=32, max_position_embeddings=64, num_labels=3)
-    model = nli.add_lora(BertForSequenceClassification(cfg), ["query", "value"], r=2)
-    ds = nli.make_dataset(pd.concat([_frame()] * 4, ignore_index=True), tokenizer)
+    model, ds = _lora_model_and_data(tokenizer)
     args = nli.training_arguments(tmp_path, num_epochs=2, eval_steps=1, batch_size=8, group_by_length=True)
     trainer = nli.make_trainer(model, tokenizer, ds, ds, args, patience=3)
     trainer.train()
@@ -166,8 +172,7 @@ def test_standardize():
 def test_save_and_load_modules_outside_adapter(tmp_path, tokenizer):
     from peft import PeftModel
 
-    cfg = BertConfig(vocab_size=40, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                     intermediate_size=32, max_position_embeddings=64, num_labels=3)
+    cfg = _tiny_config(layers=1)
     torch.manual_seed(0)
     base = BertForSequenceClassification(cfg)
     checkpoint = {k: v.clone() for k, v in base.state_dict().items() if "pooler" not in k}  # sans pooler, comme e5
@@ -204,11 +209,7 @@ def test_save_and_load_modules_outside_adapter(tmp_path, tokenizer):
 
 def test_trainer_logged_loss_not_multiplied_by_accumulation(tmp_path, tokenizer):
     """Avec des gradients accumulés, la perte journalisée reste une moyenne (≈ ln 3 au départ), pas ×2."""
-    torch.manual_seed(0)
-    cfg = BertConfig(vocab_size=40, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=32, max_position_embeddings=64, num_labels=3)
-    model = nli.add_lora(BertForSequenceClassification(cfg), ["query", "value"], r=2)
-    ds = nli.make_dataset(pd.concat([_frame()] * 4, ignore_index=True), tokenizer)
+    model, ds = _lora_model_and_data(tokenizer)
     args = nli.training_arguments(tmp_path, num_epochs=1, eval_steps=100, batch_size=8, accumulation=2,
                                   learning_rate=1e-6, logging_steps=1)
     trainer = nli.make_trainer(model, tokenizer, ds, ds, args, patience=3)
