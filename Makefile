@@ -3,6 +3,7 @@
 #                exécute chaque chapitre (avec cache) et écrit _build/html
 #   make test    tous les tests : unitaires, notebooks (nbmake), build, site, navigateur
 #   make serve   aperçu local sur http://127.0.0.1:8000
+#   make bench   chaque chapitre en float32 imposé : durée et mémoire face au budget
 # Profil : ATELIER_PROFILE=light (défaut, CPU) ou full (GPU + hub), ex. `make book ATELIER_PROFILE=full`.
 
 SHELL := /bin/bash
@@ -23,10 +24,10 @@ export TOKENIZERS_PARALLELISM := false
 JB := $(BIN)/jupyter-book build . --path-output . -W -n --keep-going
 NBMAKE_DIR := nbmake_out
 
-.PHONY: help book test serve venv assets web browser notebooks lock clean
+.PHONY: help book test serve venv assets web browser notebooks bench lock clean
 
 help:
-	@sed -n '2,6p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '2,7p' Makefile | sed 's/^# \{0,1\}//'
 
 # --- environnement -----------------------------------------------------------
 $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
@@ -73,6 +74,12 @@ book: venv web assets
 serve:
 	@test -f _build/html/index.html || { echo "Lancez d'abord « make book »." >&2; exit 1; }
 	$(PY) -m http.server $(PORT) --bind 127.0.0.1 --directory _build/html
+
+# Banc d'essai (pas un test) : chaque chapitre exécuté une fois avec ATELIER_FP32=1, un à la fois ;
+# durée du noyau, pic de mémoire et précision face au budget. CHAPTERS="03 05" pour n'en faire que certains.
+CHAPTERS ?=
+bench: venv assets
+	$(PY) -m tools.bench $(CHAPTERS)
 
 # --- tests -------------------------------------------------------------------
 # 1. tests unitaires, en parallèle (pytest-xdist, $(JOBS) processus) ;

@@ -127,6 +127,8 @@ class Chapter:
     slug: str
     seed: int
     profile: str
+    precision: str = "fp32"
+    threads: int = 1
     started: float = field(default_factory=time.perf_counter)
     started_at: str = field(default_factory=lambda: _dt.datetime.now().astimezone().isoformat(timespec="seconds"))
     models: dict[str, str] = field(default_factory=dict)
@@ -157,6 +159,8 @@ class Chapter:
             "date": self.started_at,
             "commit": git_commit(),
             "profile": self.profile,
+            "precision": self.precision,
+            "threads": self.threads,
             "seed": self.seed,
             "models": self.models,
             "data": self.data,
@@ -183,7 +187,8 @@ class Chapter:
         data_txt = ", ".join(rec["data"]) or "aucune"
         libs = ", ".join(f"{k} {v}" for k, v in rec["versions"].items())
         print(
-            f"Page exécutée le {rec['date']} (commit {rec['commit']}), profil « {rec['profile']} », graine {rec['seed']}.\n"
+            f"Page exécutée le {rec['date']} (commit {rec['commit']}), profil « {rec['profile']} », graine {rec['seed']}, "
+            f"calcul en {rec['precision']} sur {rec['threads']} fils.\n"
             f"Modèles : {models_txt}.\nDonnées : {data_txt}.\n"
             f"Matériel : {hw['cores']} cœurs ({hw['cpu']}), {hw['ram_gb']} Gio de RAM, GPU : {gpu}.\n"
             f"Python {rec['python']} ; {libs}.\n"
@@ -195,8 +200,10 @@ def setup(slug: str, *, seed: int = 0) -> Chapter:
     """Prépare l'exécution d'un chapitre et affiche ce qu'elle utilise.
 
     Fixe les graines (``random``, NumPy, PyTorch), lit le profil
-    (``ATELIER_PROFILE``), installe le rendu plotly du livre et démarre le
-    chronomètre du tampon.
+    (``ATELIER_PROFILE``), règle le nombre de fils de calcul PyTorch
+    (:func:`atelier.config.apply_threads`), annonce la précision de calcul
+    (:func:`atelier.config.compute_dtype`), installe le rendu plotly du livre
+    et démarre le chronomètre du tampon.
     """
     if not isinstance(slug, str) or not _SLUG.match(slug):
         raise ValueError(
@@ -214,11 +221,13 @@ def setup(slug: str, *, seed: int = 0) -> Chapter:
     import warnings
 
     warnings.filterwarnings("ignore", category=FutureWarning)
-    ctx = Chapter(slug=slug, seed=seed, profile=profile)
+    threads = config.apply_threads()
+    ctx = Chapter(slug=slug, seed=seed, profile=profile, precision=config.precision_name(), threads=threads)
     data_dir = config.data_dir()
     data_txt = str(data_dir) if data_dir.is_dir() else f"{data_dir} (absent : repli sur le hub)"
     print(
         f"Chapitre {slug} : profil « {profile} » ({config.profile_source()}), graine {seed}.\n"
+        f"Calcul : {config.precision_reason()} ; {threads} fils de calcul PyTorch.\n"
         f"Données : {data_txt}."
     )
     return ctx

@@ -300,15 +300,22 @@ def build_app(model, tokenizer, title: str = "Atelier des LLM : conversation", s
 
 
 def load_model(model_path, adapter=None, four_bit: bool = False):
-    """Charge le modèle de base (float32, ou NF4 avec ``four_bit``) et, s'il y en a un, l'adaptateur LoRA."""
+    """Charge le modèle de base (NF4 avec ``four_bit``) et, s'il y en a un, l'adaptateur LoRA.
+
+    Poids non quantifiés et calculs dans la précision du livre pour le CPU
+    (:func:`atelier.config.compute_dtype` : bf16 seulement là où le processeur
+    le calcule nativement, float32 sinon).
+    """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from atelier import config
     from atelier.memory import quantization_config
 
     tokenizer = AutoTokenizer.from_pretrained(str(model_path))
-    kwargs = {"dtype": torch.float32}
+    dtype = config.compute_dtype("cpu")
+    kwargs = {"dtype": dtype}
     if four_bit:
-        kwargs.update(quantization_config=quantization_config("nf4", compute_dtype=torch.float32), device_map="cpu")
+        kwargs.update(quantization_config=quantization_config("nf4", compute_dtype=dtype), device_map="cpu")
     model = AutoModelForCausalLM.from_pretrained(str(model_path), **kwargs)
     if adapter:
         from peft import PeftModel

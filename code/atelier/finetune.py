@@ -41,6 +41,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .config import autocast as book_autocast
 from .config import seed_everything
 from .embeddings import mean_pool  # moyenne masquée du chapitre « Embeddings »
 from .fewshot import check_label_names, check_texts, encode_labels
@@ -80,7 +81,7 @@ class FinetuneConfig:
     C: float = 10.0  # régression logistique (frozen, setfit)
     normalize: bool = True  # normalisation L2 des embeddings avant la régression logistique
     encode_batch_size: int = 64
-    bf16: bool = False  # précision mixte bfloat16 (torch.autocast) pour l'encodeur
+    bf16: bool = False  # précision mixte bfloat16 (torch.autocast), appliquée seulement si config.use_bf16("cpu")
     probe_init: bool = True  # lora, full : tête initialisée par une régression logistique sur les embeddings gelés (LP-FT)
 
     def __post_init__(self):
@@ -216,16 +217,13 @@ def load_encoder(path: str | Path):
 
 
 def autocast(enabled: bool):
-    """Précision mixte bfloat16 sur CPU si ``enabled`` (sinon, ne change rien)."""
-    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=bool(enabled))
+    """Précision mixte sur CPU si ``enabled`` **et** si le livre calcule en bf16 sur ce processeur.
 
-
-def bf16_supported() -> bool:
-    """Vrai si le processeur a des instructions bfloat16 natives (sinon la précision mixte ralentit)."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):  # pragma: no cover
-        return False
+    La décision est celle d':func:`atelier.config.compute_dtype` : sur un CPU
+    sans bfloat16 natif (ou avec ``ATELIER_FP32=1``), le calcul reste en
+    float32 même si ``enabled`` est vrai.
+    """
+    return book_autocast("cpu", enabled=bool(enabled))
 
 
 def embed(encoder, texts, *, prefix: str = "", max_length: int = 64, normalize: bool = True,

@@ -246,11 +246,20 @@ def tensor_bytes(model: nn.Module) -> int:
     return total
 
 
-def quantization_config(precision: str, double_quant: bool = False, compute_dtype=torch.bfloat16):
-    """``BitsAndBytesConfig`` pour ``int8`` ou ``nf4`` (``None`` pour les types pleins)."""
+def quantization_config(precision: str, double_quant: bool = False, compute_dtype=None, device=None):
+    """``BitsAndBytesConfig`` pour ``int8`` ou ``nf4`` (``None`` pour les types pleins).
+
+    ``compute_dtype`` : type des calculs des couches NF4 ; par défaut celui du
+    livre pour ``device`` (:func:`atelier.config.compute_dtype` : bf16 seulement
+    là où le matériel le calcule, fp32 sur un CPU sans bfloat16 natif).
+    """
     from transformers import BitsAndBytesConfig
 
+    from atelier import config
+
     _check_precision(precision)
+    if compute_dtype is None:
+        compute_dtype = config.compute_dtype(device)
     if precision == "int8":
         return BitsAndBytesConfig(load_in_8bit=True)
     if precision == "nf4":
@@ -283,7 +292,7 @@ def measure_loaded(path, precision: str, other_dtype: str = "bf16", double_quant
 
     _check_precision(precision)
     kwargs: dict = {"dtype": _TORCH_DTYPES.get(precision, _TORCH_DTYPES[other_dtype])}
-    qc = quantization_config(precision, double_quant)
+    qc = quantization_config(precision, double_quant, device="cpu")
     if qc is not None:
         kwargs.update(quantization_config=qc, device_map="cpu")
     _trim()

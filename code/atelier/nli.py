@@ -294,12 +294,14 @@ def compute_metrics(eval_pred) -> dict[str, float]:
 def training_arguments(output_dir, *, num_epochs: float = 10, eval_steps: int | None = None,
                        learning_rate: float = 2e-4, batch_size: int = 32, weight_decay: float = 0.01,
                        seed: int = 42, group_by_length: bool = False, logging_steps: int = 10,
-                       bf16: bool = False, accumulation: int = 1):
+                       accumulation: int = 1):
     """``TrainingArguments`` du tutoriel d'origine (meilleur modèle choisi sur le F1 macro).
 
     ``eval_steps=None`` : évaluation et sauvegarde à chaque époque (comme le
     tutoriel) ; un entier : tous les ``eval_steps`` pas (budget CPU).
-    Précision mixte : fp16 sur GPU (comme le tutoriel), bf16 si ``bf16=True``.
+    Précision mixte : celle d':func:`atelier.config.compute_dtype` (sur GPU, bf16
+    si la carte le calcule, sinon fp16 comme le tutoriel ; sur CPU, bf16
+    seulement si le processeur le calcule nativement, sinon float32).
     ``accumulation`` : chaque lot de ``batch_size`` paires est calculé en
     ``accumulation`` morceaux dont on additionne les gradients (même
     optimisation, moins de mémoire) ; ``batch_size`` doit en être un multiple.
@@ -311,6 +313,9 @@ def training_arguments(output_dir, *, num_epochs: float = 10, eval_steps: int | 
     if not isinstance(accumulation, int) or accumulation < 1 or batch_size % accumulation:
         raise ValueError(f"accumulation doit être un entier ≥ 1 qui divise batch_size ({batch_size}), reçu {accumulation!r}.")
 
+    from atelier import config
+
+    precision = config.precision_name()
     strategy = "epoch" if eval_steps is None else "steps"
     return TrainingArguments(
         output_dir=str(output_dir), learning_rate=learning_rate,
@@ -322,7 +327,7 @@ def training_arguments(output_dir, *, num_epochs: float = 10, eval_steps: int | 
         save_total_limit=2, save_only_model=True, logging_steps=logging_steps, seed=seed, data_seed=seed,
         report_to="none", dataloader_num_workers=0, disable_tqdm=False,
         train_sampling_strategy="group_by_length" if group_by_length else "random",
-        use_cpu=not torch.cuda.is_available(), fp16=torch.cuda.is_available() and not bf16, bf16=bf16,
+        use_cpu=not torch.cuda.is_available(), fp16=precision == "fp16", bf16=precision == "bf16",
     )
 
 

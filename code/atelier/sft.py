@@ -51,18 +51,26 @@ DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
 # ----------------------------------------------------------------------------
 # Modèle
 # ----------------------------------------------------------------------------
-def load_base(model_path, four_bit: bool = True, double_quant: bool = True, compute_dtype=torch.float32):
-    """Charge (modèle, tokeniseur) ; en NF4 avec ``four_bit`` (sur CPU : ``device_map="cpu"``)."""
+def load_base(model_path, four_bit: bool = True, double_quant: bool = True, compute_dtype=None):
+    """Charge (modèle, tokeniseur) ; en NF4 avec ``four_bit`` (sur CPU : ``device_map="cpu"``).
+
+    ``compute_dtype`` : type des calculs et des poids non quantifiés ; par défaut
+    :func:`atelier.config.compute_dtype` (bf16 seulement là où le matériel le
+    calcule, fp32 sur un CPU sans bfloat16 natif, fp16 sur un GPU sans bf16).
+    """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from atelier import config
     from atelier.memory import quantization_config
 
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if compute_dtype is None:
+        compute_dtype = config.compute_dtype(device)
     tokenizer = AutoTokenizer.from_pretrained(str(model_path))
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     kwargs: dict = {"dtype": compute_dtype}
     if four_bit:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
         kwargs.update(quantization_config=quantization_config("nf4", double_quant, compute_dtype), device_map=device)
     model = AutoModelForCausalLM.from_pretrained(str(model_path), **kwargs)
     return model, tokenizer
@@ -170,9 +178,10 @@ def evaluate(model, examples: Sequence[dict], pad_id: int, batch_size: int = 8) 
     was_training = model.training
     model.eval()
     total, count = 0.0, 0
+    device = model.get_input_embeddings().weight.device
     with keep_4bit_trainable(model):
         for i in range(0, len(examples), batch_size):
-            batch = collate(examples[i : i + batch_size], pad_id)
+            batch = {k: v.to(device) for k, v in collate(examples[i : i + batch_size], pad_id).items()}
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits  # (B, T, V)
             shift_logits = logits[:, :-1].float().reshape(-1, logits.shape[-1])
             shift_labels = batch["labels"][:, 1:].reshape(-1)  # le jeton t est prédit à la position t-1
@@ -346,7 +355,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--max-length", type=int, default=512)
     p.add_argument("--test-fraction", type=float, default=0.1)
     p.add_argument("--limit", type=int, default=0, help="ne garder que les N premières conversations d'entraînement")
-    p.add_argument("--no-4bit", action="store_true", help="charger le modèle en float32 (LoRA sans NF4)")
+    p.add_argument("--no-4bit", action="store_true", help="LoRA sans NF4 : poids dans la précision de calcul du livre (atelier.config.compute_dtype)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
 

@@ -196,10 +196,11 @@ def _on_doctree_resolved(app: Sphinx, doctree, docname: str) -> None:
         if not runs:
             node.replace_self(nodes.paragraph(text="Aucun chapitre n'a encore été exécuté."))
             continue
-        headers = ["Chapitre", "Durée (s)", "Pic mémoire (Mio)", "Profil", "Modèles", "Date", "Commit"]
+        headers = ["Chapitre", "Durée (s)", "Pic mémoire (Mio)", "Profil", "Calcul", "Modèles", "Date", "Commit"]
         rows = [
             [
                 r["chapter"], f"{r['seconds']:.0f}", f"{r['peak_rss_mb']:.0f}", r["profile"],
+                f"{r.get('precision', '—')} ({r.get('threads', '?')} fils)",
                 ", ".join(r["models"].values()) or "—", r["date"], r["commit"],
             ]
             for r in runs
