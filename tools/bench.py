@@ -65,9 +65,20 @@ def run_chapter(notebook: Path, workdir: Path, timeout: int = 1800) -> dict:
     except CellExecutionError as exc:  # la première ligne suffit : le détail est dans le notebook
         error = str(exc).strip().splitlines()[-1][:200]
     wall = time.perf_counter() - start
+    nbformat.write(nb, copy)  # le notebook exécuté (sorties et durées par cellule) reste lisible
+    cells = []
+    for i, cell in enumerate(nb.cells):
+        t = cell.get("metadata", {}).get("execution", {})
+        if cell.cell_type == "code" and "iopub.execute_input" in t and "shell.execute_reply" in t:
+            from datetime import datetime
+
+            dt = (datetime.fromisoformat(t["shell.execute_reply"].replace("Z", "+00:00"))
+                  - datetime.fromisoformat(t["iopub.execute_input"].replace("Z", "+00:00"))).total_seconds()
+            cells.append((round(dt, 1), i, cell.source.splitlines()[0][:70] if cell.source else ""))
     stamp = workdir / "_build" / "runs" / f"{notebook.stem}.json"
     record = json.loads(stamp.read_text(encoding="utf-8")) if stamp.is_file() and error is None else {}
-    return {"chapter": notebook.stem, "wall": wall, "error": error, **record}
+    slowest = sorted(cells, reverse=True)[:5]
+    return {"chapter": notebook.stem, "wall": wall, "error": error, "slowest_cells": slowest, **record}
 
 
 def _fmt(x: float, decimals: int = 0) -> str:
@@ -79,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("chapters", nargs="*", help="préfixes de chapitres (ex. 03 05) ; défaut : tous")
     parser.add_argument("--strict", action="store_true", help="code de sortie 1 si un budget est dépassé")
     parser.add_argument("--json", type=Path, default=None, help="écrire aussi les résultats dans ce fichier")
+    parser.add_argument("--keep", type=Path, default=None, help="garder les notebooks exécutés dans ce dossier")
     args = parser.parse_args(argv)
 
     sys.path.insert(0, str(REPO / "code"))
@@ -98,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
         for nb in _chapters(args.chapters):
             print(f"… {nb.stem}", flush=True)
             results.append(run_chapter(nb, tmp))
+            if args.keep:
+                args.keep.mkdir(parents=True, exist_ok=True)
+                shutil.copy(tmp / nb.name, args.keep / nb.name)
     over = False
     header = f"{'chapitre':<18} {'noyau (s)':>10} {'budget (s)':>10} {'pic RSS (Go)':>12} {'budget (Go)':>11} {'calcul':>7}  état"
     print("\n" + header + "\n" + "-" * len(header))
@@ -122,6 +137,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'total':<18} {_fmt(total):>10} {_fmt(total_budget):>10}"
           + ("   total dépassé" if total > total_budget else "   total dans le budget"))
     over |= total > total_budget
+    print("\nCellules les plus longues (s, rang, début) :")
+    for r in results:
+        cells = "; ".join(f"{dt:.0f} s n°{i} « {src} »" for dt, i, src in r.get("slowest_cells", [])[:3])
+        print(f"  {r['chapter']} : {cells or '—'}")
     if args.json:
         args.json.write_text(json.dumps(results, ensure_ascii=False, indent=1), encoding="utf-8")
     return 1 if (over and args.strict) else 0
