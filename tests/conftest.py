@@ -14,6 +14,6 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 @pytest.fixture(autouse=True)
 def _seed():
-    from atelier.config import seed_everything
+    from atelier.runtime.config import seed_everything
 
     seed_everything(0)

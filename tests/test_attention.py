@@ -1,4 +1,4 @@
-"""Tests de atelier.attention : comparaison à PyTorch et aux modèles de transformers."""
+"""Tests de atelier.anatomie.attention : comparaison à PyTorch et aux modèles de transformers."""
 
 import math
 
@@ -16,7 +16,7 @@ from transformers import (
 from transformers.models.gemma3.modeling_gemma3 import Gemma3RotaryEmbedding
 from transformers.models.gemma3.modeling_gemma3 import apply_rotary_pos_emb as hf_apply_rotary
 
-from atelier.attention import (
+from atelier.anatomie.attention import (
     apply_rotary,
     attention_entropy,
     attention_weights_from_model,
@@ -197,7 +197,7 @@ def test_bad_inputs():
 def test_real_causal_lm_attention():
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from atelier.models import model_id
+    from atelier.assets.models import model_id
 
     path = model_id("causal_lm")
     tok = AutoTokenizer.from_pretrained(path)

@@ -1,10 +1,11 @@
-"""atelier.book et atelier.config : profil, graines, tampon, rendu plotly."""
+"""atelier.runtime.book et atelier.runtime.config : profil, graines, tampon, rendu plotly."""
 
 import json
 
 import pytest
 
-from atelier import book, config
+from atelier.runtime import book
+from atelier.runtime import config
 
 
 def test_profile_default_and_override(monkeypatch):

@@ -1,12 +1,12 @@
-"""atelier.chat : lecture des dialogues, séparation, chat template et étiquettes."""
+"""atelier.lora_nf4.chat : lecture des dialogues, séparation, chat template et étiquettes."""
 
 import json
 from pathlib import Path
 
 import pytest
 
-from atelier import chat
-from atelier.chat import IGNORE_INDEX, load_dialogues, split_by_first_prompt, tokenize_conversation
+from atelier.lora_nf4 import chat
+from atelier.lora_nf4.chat import IGNORE_INDEX, load_dialogues, split_by_first_prompt, tokenize_conversation
 
 GOOD = {"messages": [{"role": "user", "content": "Bonjour ?"}, {"role": "assistant", "content": "Bonjour !"}]}
 
@@ -21,7 +21,7 @@ def _write(tmp_path, lines, name="dialogues.jsonl") -> Path:
 def tiny(tmp_path_factory):
     from transformers import AutoTokenizer
 
-    from atelier.sft import make_tiny_chat_model
+    from atelier.lora_nf4.sft import make_tiny_chat_model
 
     path = make_tiny_chat_model(tmp_path_factory.mktemp("tiny"))
     return AutoTokenizer.from_pretrained(path)
@@ -72,7 +72,7 @@ def test_validate_in_memory_list():
 
 
 def test_real_oasst_files_are_valid():
-    from atelier import config
+    from atelier.runtime import config
 
     folder = config.data_dir() / "oasst1_fr_vigogne"
     if not folder.is_dir():
@@ -102,7 +102,7 @@ def test_split_by_first_prompt_has_no_leak():
 
 
 def test_split_real_1k_file_by_tree():
-    from atelier import config
+    from atelier.runtime import config
 
     path = config.data_dir() / "oasst1_fr_vigogne" / "oasst1_fr_1k.messages.jsonl"
     if not path.is_file():
@@ -161,7 +161,7 @@ def test_truncation(tiny):
 def test_real_chat_template_if_prepared():
     from transformers import AutoTokenizer
 
-    from atelier import models
+    from atelier.assets import models
 
     path = models.local_dir("chat")
     if not (path / "tokenizer.json").is_file():
@@ -209,7 +209,7 @@ def test_generation_parameters_are_checked(tiny):
 def test_stream_reply_grows_and_matches_reply(tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from atelier.sft import make_tiny_chat_model
+    from atelier.lora_nf4.sft import make_tiny_chat_model
 
     path = make_tiny_chat_model(tmp_path / "m")
     model, tok = AutoModelForCausalLM.from_pretrained(path).eval(), AutoTokenizer.from_pretrained(path)

@@ -1,4 +1,4 @@
-"""Bout en bout : ``python -m atelier.chat`` dans Chromium sans écran (Playwright).
+"""Bout en bout : ``python -m atelier.lora_nf4.chat`` dans Chromium sans écran (Playwright).
 
 Démarre l'application Gradio sur 127.0.0.1 avec un minuscule modèle aléatoire
 et un adaptateur LoRA, tape un message dans le navigateur et vérifie que la
@@ -37,7 +37,7 @@ def model_and_adapter(tmp_path_factory):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from atelier.sft import make_tiny_chat_model
+    from atelier.lora_nf4.sft import make_tiny_chat_model
 
     root = tmp_path_factory.mktemp("ui")
     path = make_tiny_chat_model(root / "model")
@@ -58,7 +58,7 @@ def server(model_and_adapter):
     port = _free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False",
            "OMP_NUM_THREADS": "1", "NO_PROXY": "127.0.0.1,localhost"}
-    proc = subprocess.Popen([sys.executable, "-m", "atelier.chat", "--model", str(path), "--adapter", str(adapter),
+    proc = subprocess.Popen([sys.executable, "-m", "atelier.lora_nf4.chat", "--model", str(path), "--adapter", str(adapter),
                              "--port", str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}/"
     deadline = time.time() + 300

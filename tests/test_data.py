@@ -1,4 +1,4 @@
-"""Tests de atelier.data : effectifs des SOURCE.md, colonnes, étiquettes, repli sur le hub (simulé)."""
+"""Tests de atelier.assets.data : effectifs des SOURCE.md, colonnes, étiquettes, repli sur le hub (simulé)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import shutil
 import pandas as pd
 import pytest
 
-from atelier import config, data
-from atelier.models import AssetUnavailableError
+from atelier.runtime import config
+from atelier.assets import data
+from atelier.assets.models import AssetUnavailableError
 
 needs_data = pytest.mark.skipif(
     not (config.data_dir() / "xnli_fr").is_dir(), reason="dossier de données partagé absent"

@@ -1,4 +1,4 @@
-"""Tests de atelier.generation : filtrage et boucle de génération contre transformers."""
+"""Tests de atelier.anatomie.generation : filtrage et boucle de génération contre transformers."""
 
 import itertools
 
@@ -18,7 +18,7 @@ from transformers import (
     TopPLogitsWarper,
 )
 
-from atelier.generation import distinct_n, entropy, filter_logits, generate, generate_ids, repetition_rate
+from atelier.anatomie.generation import distinct_n, entropy, filter_logits, generate, generate_ids, repetition_rate
 
 
 def hf_filter(logits, previous_ids, *, temperature, top_k, top_p, repetition_penalty, min_tokens_to_keep=1):
@@ -239,7 +239,7 @@ def test_output_metrics():
 def test_real_causal_lm_greedy_and_filter():
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from atelier.models import model_id
+    from atelier.assets.models import model_id
 
     path = model_id("causal_lm")
     tok = AutoTokenizer.from_pretrained(path)

@@ -1,4 +1,4 @@
-"""atelier.lora comparé à peft 0.21 (LoraConfig + get_peft_model)."""
+"""atelier.lora_nf4.lora comparé à peft 0.21 (LoraConfig + get_peft_model)."""
 
 import copy
 
@@ -9,7 +9,7 @@ from torch import nn
 peft = pytest.importorskip("peft")
 from peft import LoraConfig, get_peft_model  # noqa: E402
 
-from atelier.lora import LoRALinear, apply_lora, count_parameters, lora_parameter_count  # noqa: E402
+from atelier.lora_nf4.lora import LoRALinear, apply_lora, count_parameters, lora_parameter_count  # noqa: E402
 
 
 class Wrapper(nn.Module):

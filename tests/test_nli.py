@@ -1,4 +1,4 @@
-"""Tests de atelier.nli : étiquettes, jeu de données, LoRA, décomptes, Trainer, prédiction."""
+"""Tests de atelier.camembert.nli : étiquettes, jeu de données, LoRA, décomptes, Trainer, prédiction."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
 from transformers import AutoModelForSequenceClassification, BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
 
-from atelier import nli
+from atelier.camembert import nli
 
 WORDS = "le la un une chat chien dort mange court il elle est pas ne dans jardin maison lyon europe vit".split()
 

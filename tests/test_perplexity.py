@@ -1,4 +1,4 @@
-"""Tests de atelier.perplexity : perte de transformers et recette de la fenêtre glissante."""
+"""Tests de atelier.anatomie.perplexity : perte de transformers et recette de la fenêtre glissante."""
 
 import math
 
@@ -7,7 +7,7 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
-from atelier.perplexity import perplexity, token_nll
+from atelier.anatomie.perplexity import perplexity, token_nll
 
 TEXT = (
     "Pendant que le vieux prêtre parlait, la nuit tombait sur la petite ville. "
@@ -180,7 +180,7 @@ def test_bad_input(model, tokenizer):
 def test_real_causal_lm_perplexity():
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from atelier.models import model_id
+    from atelier.assets.models import model_id
 
     path = model_id("causal_lm")
     tok = AutoTokenizer.from_pretrained(path)

@@ -1,4 +1,4 @@
-"""Tests de atelier.pretraining : tokeniseur, blocs, configurations jumelles, lots, boucle."""
+"""Tests de atelier.camembert.pretraining : tokeniseur, blocs, configurations jumelles, lots, boucle."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from atelier import pretraining as pt
+from atelier.camembert import pretraining as pt
 
 TEXT = "\n\n".join(
     f"Jean Valjean marchait vers la ville numéro {i}. Cosette l'attendait près de la fontaine ; "

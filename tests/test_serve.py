@@ -1,4 +1,4 @@
-"""Tests du chemin « API » : serveur compatible OpenAI (:mod:`atelier.serve`) et client (:mod:`atelier.api_client`)."""
+"""Tests du chemin « API » : serveur compatible OpenAI (:mod:`atelier.embeddings.serve`) et client (:mod:`atelier.embeddings.api_client`)."""
 
 import asyncio
 import base64
@@ -11,8 +11,8 @@ import time
 import numpy as np
 import pytest
 
-from atelier import api_client as A
-from atelier import serve as S
+from atelier.embeddings import api_client as A
+from atelier.embeddings import serve as S
 
 KEY = "cle-de-test-" + "x" * 8
 
@@ -303,7 +303,7 @@ def live_server(tmp_path_factory):
     env = dict(os.environ, ATELIER_API_KEY=KEY, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     with open(log, "w") as fh:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "atelier.serve", "--port", str(port), "--model-path", str(gt.get_model_path()),
+            [sys.executable, "-m", "atelier.embeddings.serve", "--port", str(port), "--model-path", str(gt.get_model_path()),
              "--name", "minilm", "--inject-faults"], stdout=fh, stderr=subprocess.STDOUT, env=env)
     import httpx
 

@@ -1,4 +1,4 @@
-"""atelier.sft : données, perte, boucle d'entraînement, CLI et accelerate launch (2 processus CPU)."""
+"""atelier.lora_nf4.sft : données, perte, boucle d'entraînement, CLI et accelerate launch (2 processus CPU)."""
 
 import json
 import os
@@ -9,8 +9,8 @@ import warnings
 import pytest
 import torch
 
-from atelier import sft
-from atelier.chat import IGNORE_INDEX
+from atelier.lora_nf4 import sft
+from atelier.lora_nf4.chat import IGNORE_INDEX
 
 CONVS = [
     {"messages": [{"role": "user", "content": f"Question numéro {i} : quelle est la capitale de la France ?"},
@@ -146,7 +146,7 @@ def test_accelerate_launch_two_cpu_processes(tiny_path, data_file, tmp_path):
     out = tmp_path / "adapter-ddp"
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-           "-m", "atelier.sft", "--model", str(tiny_path), "--data", str(data_file), "--output", str(out),
+           "-m", "atelier.lora_nf4.sft", "--model", str(tiny_path), "--data", str(data_file), "--output", str(out),
            "--max-steps", "2", "--batch-size", "2", "--lr", "1e-2", "--r", "4", "--alpha", "8",
            "--max-length", "64", "--test-fraction", "0.2"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",

@@ -1,7 +1,7 @@
 """Le site construit (`_build/html`) et son appareil savant.
 
 - Sans marqueur : bibliographie (fichiers déclarés, clés en double, citations sans
-  entrée), table des matières, et les vérificateurs d'`atelier.site` éprouvés sur
+  entrée), table des matières, et les vérificateurs d'`tools.site` éprouvés sur
   des pages fabriquées (ils doivent savoir échouer).
 - `@pytest.mark.site` (lancés par `make test` après le build) : boutons de
   lancement et de téléchargement, aucune ressource distante, liens internes et
@@ -18,8 +18,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from atelier import site
-from atelier.config import REPO_ROOT, build_dir
+from tools import site
+from atelier.runtime.config import REPO_ROOT, build_dir
 
 ROOT = Path(os.environ.get("ATELIER_SITE_SOURCE", REPO_ROOT)).resolve()
 CFG = site.book_config(ROOT)
@@ -289,7 +289,7 @@ def test_chapter_pages_weigh_at_most_2_mb():
 
 
 def test_theme_labels_are_translated():
-    from atelier.sphinx import THEME_FR, translate_theme
+    from tools.sphinx import THEME_FR, translate_theme
 
     html = '<button title="Launch on Binder"><span>Launch on Binder</span></button> Launch on Binder'
     assert translate_theme(html) == '<button title="Lancer sur Binder"><span>Lancer sur Binder</span></button> Launch on Binder'
@@ -299,7 +299,7 @@ def test_theme_labels_are_translated():
 @pytest.mark.site
 @pytest.mark.parametrize("page", PAGES, ids=_rel)
 def test_no_english_theme_label_left(page):
-    from atelier.sphinx import THEME_FR
+    from tools.sphinx import THEME_FR
 
     html = page.read_text("utf-8")
     left = [en for en in THEME_FR if f'"{en}"' in html or f">{en}<" in html]

@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     sys.path.insert(0, str(REPO / "code"))
-    from atelier import config
+    from atelier.runtime import config
 
     os.environ["ATELIER_FP32"] = "1"
     os.environ.setdefault("PYTHONHASHSEED", "0")
