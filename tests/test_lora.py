@@ -9,7 +9,7 @@ from torch import nn
 peft = pytest.importorskip("peft")
 from peft import LoraConfig, get_peft_model  # noqa: E402
 
-from atelier.lora_nf4.lora import LoRALinear, apply_lora, count_parameters, lora_parameter_count  # noqa: E402
+from atelier.lora_nf4.lora import LoRALinear, apply_lora, lora_parameter_count, parameter_counts  # noqa: E402
 
 
 class Wrapper(nn.Module):
@@ -81,7 +81,7 @@ def test_only_A_and_B_train_and_bias_is_frozen():
     ours(torch.randn(3, 10)).sum().backward()
     assert lin.weight.grad is None and lin.bias.grad is None
     assert ours.A.grad is not None and ours.B.grad is not None
-    assert count_parameters(ours) == (2 * 10 + 6 * 2, 10 * 6 + 6 + 2 * 10 + 6 * 2)
+    assert parameter_counts(ours) == (2 * 10 + 6 * 2, 10 * 6 + 6 + 2 * 10 + 6 * 2)
 
 
 def test_dropout_only_on_lora_path_and_not_when_merged():
@@ -116,7 +116,7 @@ def test_small_model_equal_peft_and_counts(targets, r):
     ours = apply_lora(copy.deepcopy(base), targets, r=r, alpha=2 * r)
     theirs = get_peft_model(copy.deepcopy(base), LoraConfig(r=r, lora_alpha=2 * r, target_modules=targets, lora_dropout=0.0))
     trainable, total = theirs.get_nb_trainable_parameters()
-    assert count_parameters(ours) == (trainable, total)
+    assert parameter_counts(ours) == (trainable, total)
     assert lora_parameter_count(base, r, targets) == trainable
     torch.manual_seed(1)
     for name, module in ours.named_modules():
@@ -171,3 +171,25 @@ def test_bad_base_and_targets_and_double_merge():
     layer.merge()
     with pytest.raises(ValueError, match="déjà fusionnés"):
         layer.merge()
+
+
+def test_parameter_counts_of_a_4bit_model_equal_peft(tmp_path):
+    """Un poids NF4 compte pour la matrice qu'il représente, pas pour ses octets (deux valeurs par octet)."""
+    pytest.importorskip("bitsandbytes")
+    from atelier.lora_nf4 import sft
+    from atelier.parameters import count_parameters
+
+    path = sft.make_tiny_chat_model(tmp_path / "tiny")
+    full, _ = sft.load_base(path, four_bit=False, compute_dtype=torch.float32)
+    real_total = parameter_counts(full)[1]
+    assert real_total == sum(p.numel() for p in full.parameters())
+    model, _ = sft.load_base(path, four_bit=True, compute_dtype=torch.float32)
+    assert sum(p.numel() for p in model.parameters()) < real_total  # le stockage uint8 en compte moitié moins
+    assert parameter_counts(model)[1] == real_total
+    model = sft.add_lora(model, r=4, alpha=8, dropout=0.0)
+    trainable, total = model.get_nb_trainable_parameters()
+    assert parameter_counts(model) == (trainable, total)
+    assert total == real_total + trainable  # la base, comptée en entier, plus les adaptateurs
+    assert count_parameters(model) == trainable and count_parameters(model, trainable_only=False) == total
+    with pytest.raises(TypeError, match="nn.Module"):
+        count_parameters([torch.zeros(3)])

@@ -57,7 +57,6 @@ from atelier.finetuning.classifiers import (
 from atelier.finetuning.encoders import (
     FeatureCache,
     autocast,
-    count_parameters,
     dir_size_mb,
     embed,
     is_checkpointing,
@@ -67,6 +66,7 @@ from atelier.finetuning.encoders import (
     set_checkpointing,
 )
 from atelier.finetuning.experiment import FinetuneResult, run, training_step_cost
+from atelier.parameters import count_parameters
 from atelier.finetuning.training import contrastive_finetune, contrastive_pairs, length_grouped_batches, train_loop
 
 __all__ = [

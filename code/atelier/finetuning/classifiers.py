@@ -16,9 +16,10 @@ from torch import nn
 
 from atelier.embeddings.pooling import mean_pool  # moyenne masquée du chapitre « Embeddings »
 from atelier.finetuning.budget import FinetuneConfig, check_approach, setfit_pairs
-from atelier.finetuning.encoders import FeatureCache, autocast, count_parameters, embed, set_checkpointing
+from atelier.finetuning.encoders import FeatureCache, autocast, embed, set_checkpointing
 from atelier.finetuning.fewshot import check_texts
 from atelier.finetuning.training import contrastive_finetune, contrastive_pairs, train_loop
+from atelier.parameters import count_parameters
 
 class FrozenClassifier:
     """Embeddings de l'encodeur (partagé, jamais modifié) + régression logistique."""

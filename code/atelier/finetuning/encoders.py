@@ -47,11 +47,6 @@ def release_memory() -> None:
         pass
 
 
-def count_parameters(module: nn.Module, trainable_only: bool = True) -> int:
-    """Nombre de paramètres (entraînables seulement, par défaut) d'un module PyTorch."""
-    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
-
-
 def dir_size_mb(path: str | Path) -> float:
     """Taille totale des fichiers d'un dossier, en Mio."""
     return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file()) / 2**20

@@ -18,7 +18,9 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-__all__ = ["LoRALinear", "apply_lora", "check_rank_alpha", "count_parameters", "lora_parameter_count"]
+from atelier.parameters import parameter_counts  # (entraînables, total), poids NF4 comptés en entier
+
+__all__ = ["LoRALinear", "apply_lora", "check_rank_alpha", "lora_parameter_count", "parameter_counts"]
 
 
 def check_rank_alpha(r, alpha, dropout) -> None:
@@ -143,19 +145,6 @@ def apply_lora(model: nn.Module, target_modules: Iterable[str], r: int, alpha: f
         parent = model.get_submodule(parent_name) if parent_name else model
         setattr(parent, child, LoRALinear(module, r, alpha, dropout))
     return model
-
-
-def count_parameters(model: nn.Module) -> tuple[int, int]:
-    """(paramètres entraînables, paramètres au total) ; les poids partagés ne comptent qu'une fois."""
-    seen: set[int] = set()
-    trainable = total = 0
-    for p in model.parameters():
-        if id(p) in seen:
-            continue
-        seen.add(id(p))
-        total += p.numel()
-        trainable += p.numel() if p.requires_grad else 0
-    return trainable, total
 
 
 def lora_parameter_count(model: nn.Module, r: int, target_modules: Iterable[str]) -> int:
