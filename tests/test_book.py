@@ -4,8 +4,7 @@ import json
 
 import pytest
 
-from atelier.runtime import book
-from atelier.runtime import config
+from atelier.runtime import book, config
 
 
 def test_profile_default_and_override(monkeypatch):

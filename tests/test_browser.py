@@ -25,8 +25,8 @@ from urllib.parse import quote, urljoin, urlsplit
 
 import pytest
 
-from tools import site
 from atelier.runtime.config import REPO_ROOT
+from tools import site
 
 pytestmark = pytest.mark.site
 

@@ -7,9 +7,9 @@ import shutil
 import pandas as pd
 import pytest
 
-from atelier.runtime import config
 from atelier.assets import data
 from atelier.assets.models import AssetUnavailableError
+from atelier.runtime import config
 
 needs_data = pytest.mark.skipif(
     not (config.data_dir() / "xnli_fr").is_dir(), reason="dossier de données partagé absent"

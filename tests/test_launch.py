@@ -19,11 +19,9 @@ import tomllib
 import pytest
 from packaging.requirements import Requirement
 
-from atelier.runtime import book
-from tools import build
-from atelier.runtime import config
-from tools import site
+from atelier.runtime import book, config
 from atelier.runtime.config import REPO_ROOT
+from tools import build, site
 
 PYPROJECT = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text("utf-8"))
 CFG = site.book_config()

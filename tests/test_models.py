@@ -18,8 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from atelier.assets import convert
-from atelier.assets import models
+from atelier.assets import convert, models
 from atelier.assets.models import AssetUnavailableError, describe, model_id
 
 FR_SENTENCES = [

@@ -18,8 +18,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from tools import site
 from atelier.runtime.config import REPO_ROOT, build_dir
+from tools import site
 
 ROOT = Path(os.environ.get("ATELIER_SITE_SOURCE", REPO_ROOT)).resolve()
 CFG = site.book_config(ROOT)

@@ -1,14 +1,14 @@
 """tools.typography : typographie française et traductions à éviter, sur des exemples et sur le livre."""
 
-import re
 import os
+import re
 import subprocess
 import sys
 
 import pytest
 
-from tools import typography as ty
 from atelier.runtime.config import REPO_ROOT
+from tools import typography as ty
 
 NB = ty.NBSP
 BOOK_PAGES = sorted((REPO_ROOT / "book").glob("*.md"))

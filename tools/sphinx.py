@@ -20,8 +20,8 @@ from docutils.parsers.rst import Directive
 from sphinx.application import Sphinx
 from sphinx.errors import ExtensionError
 
-from tools import build
 from atelier.runtime import config
+from tools import build
 
 MATHJAX_DIR = config.REPO_ROOT / "node_modules" / "mathjax" / "es5"
 REPORT_DOCS: set[str] = set()
