@@ -178,3 +178,12 @@ def test_chapter_imports_run(md):
             exec(line, namespace)  # noqa: S102 - les imports du chapitre, rien d'autre
         except ImportError as exc:
             pytest.fail(f"{md.name} : « {line} » échoue : {exc}")
+
+
+def test_only_config_reads_the_environment():
+    """``atelier.runtime.config`` est le seul module d'``atelier`` qui lit les variables d'environnement."""
+    reading = re.compile(r"os\.environ\.get\(|os\.getenv\(|os\.environ\[[^\]]+\](?!\s*=)|\bin os\.environ\b")
+    offenders = [f"{name} : ligne {i}"
+                 for name, (path, _) in MODULES.items() if name.startswith("atelier") and name != "atelier.runtime.config"
+                 for i, line in enumerate(path.read_text("utf-8").splitlines(), 1) if reading.search(line)]
+    assert not offenders, f"Variables d'environnement lues hors de atelier.runtime.config : {offenders}"

@@ -20,6 +20,7 @@ import pytest
 
 from atelier.assets import convert, models
 from atelier.assets.models import AssetUnavailableError, describe, model_id
+from atelier.runtime import config
 
 FR_SENTENCES = [
     "Le chat dort sur le canapé.",
@@ -71,8 +72,8 @@ def test_unknown_role_lists_roles():
 
 def test_full_profile_returns_hub_ids(monkeypatch):
     monkeypatch.setenv("ATELIER_PROFILE", "full")
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    for var in config.HUB_OFFLINE_VARS:
+        monkeypatch.delenv(var, raising=False)
     assert model_id("causal_lm") == "distilgpt2"
     assert model_id("sentence_multilingual") == "sentence-transformers/paraphrase-multilingual-mpnet-base-v2"
     assert model_id("encoder_multilingual") == "almanach/camembert-base"
@@ -85,8 +86,8 @@ def test_full_profile_returns_hub_ids(monkeypatch):
 
 def test_profile_argument_overrides_env(monkeypatch):
     monkeypatch.setenv("ATELIER_PROFILE", "light")
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    for var in config.HUB_OFFLINE_VARS:
+        monkeypatch.delenv(var, raising=False)
     assert model_id("causal_lm", profile="full") == "distilgpt2"
     with pytest.raises(ValueError, match="Profil inconnu.*light, full"):
         model_id("causal_lm", profile="medium")
@@ -107,8 +108,8 @@ def test_full_profile_offline_gives_french_error(monkeypatch, tmp_path, offline)
 
 def test_full_profile_unreachable_hub_gives_french_error(monkeypatch, tmp_path):
     monkeypatch.setenv("ATELIER_PROFILE", "full")
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    for var in config.HUB_OFFLINE_VARS:
+        monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setattr(models, "_hub_reachable", lambda timeout=3.0: False)
     with pytest.raises(AssetUnavailableError, match=r"almanach/camembert-base.*ne répond pas.*ATELIER_PROFILE=light"):

@@ -149,13 +149,6 @@ _ROMAN19_URL = "https://raw.githubusercontent.com/cligs/textbox/master/french/ro
 _GUTENBERG = {1: 17489, 2: 17493, 3: 17494, 4: 17518, 5: 17519}
 
 
-def _online_ok() -> bool:
-    import os
-
-    return not any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
-                   for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
-
-
 def _hub_load(path: str, name: str | None, split: str):
     """Charge une partie d'un jeu du hub Hugging Face (point d'entrée remplaçable dans les tests)."""
     from datasets import load_dataset
@@ -166,7 +159,7 @@ def _hub_load(path: str, name: str | None, split: str):
 def _download_text(url: str, ds: Dataset, folder: Path) -> str:
     import urllib.request
 
-    if not _online_ok():
+    if not config.hub_allowed():
         _unavailable(ds, folder, None)
     try:
         with urllib.request.urlopen(url, timeout=30) as resp:  # noqa: S310 (URL fixe)

@@ -78,17 +78,12 @@ def package_version(asset: LightAsset) -> str:
     return version
 
 
-def _offline() -> bool:
-    return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
-               for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
-
-
 def _hub_cached(hub_id: str) -> bool:
     try:
         from huggingface_hub import try_to_load_from_cache
     except ImportError:  # pragma: no cover
         return False
-    cache = os.environ.get("HF_HUB_CACHE") or None
+    cache = config.hub_cache_dir()
     for filename in ("config.json", "modules.json"):
         hit = try_to_load_from_cache(hub_id, filename, cache_dir=cache)
         if isinstance(hit, str):
@@ -101,7 +96,7 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
     import socket
     from urllib.parse import urlparse
 
-    url = urlparse(os.environ.get("HF_ENDPOINT", "").strip() or "https://huggingface.co")
+    url = urlparse(config.hub_endpoint())
     try:
         with socket.create_connection((url.hostname, url.port or 443), timeout=timeout):
             return True
@@ -196,10 +191,10 @@ def model_id(role: str, profile: str | None = None) -> str:
         full = FULL[role]
         if _hub_cached(full.hub_id):
             return full.hub_id
-        if _offline():
+        if not config.hub_allowed():
             raise AssetUnavailableError(
                 f"Profil full hors ligne : le modèle {full.hub_id} ({full.name}) n'est pas dans le cache "
-                f"Hugging Face et HF_HUB_OFFLINE/TRANSFORMERS_OFFLINE interdit de le télécharger. "
+                f"Hugging Face et HF_HUB_OFFLINE/TRANSFORMERS_OFFLINE/HF_DATASETS_OFFLINE interdit de le télécharger. "
                 f"Connectez la machine et retirez ces variables, ou passez au profil light "
                 f"(ATELIER_PROFILE=light)."
             )

@@ -40,7 +40,9 @@ def api_key_from_env(var: str = "OPENAI_API_KEY", *, required: bool = True) -> s
     """
     if not isinstance(var, str) or not var:
         raise ValueError("var doit être le nom (non vide) d'une variable d'environnement.")
-    key = os.environ.get(var, "").strip()
+    from atelier.runtime import config
+
+    key = config.secret(var)
     if not key:
         try:  # Colab : menu « Secrets » du carnet
             from google.colab import userdata  # type: ignore

@@ -331,8 +331,9 @@ def main(argv: list[str] | None = None) -> None:
     if not 0 < args.port < 65536:
         parser.error(f"Port invalide : {args.port}.")
 
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    from atelier.runtime import config
+
+    config.forbid_hub()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     served: list[ServedModel] = []
     if args.model_path:
@@ -346,7 +347,7 @@ def main(argv: list[str] | None = None) -> None:
             alias = str(info.get("name", "")).split("/")[-1]
             served.append(load_sentence_transformer(str(models.model_id(role)), role,
                                                     aliases=(alias,) if alias and alias != role else ()))
-    api_key = os.environ.get(API_KEY_ENV) or None
+    api_key = config.secret(API_KEY_ENV) or None
     app = create_app(served, api_key=api_key, fault_injection=args.inject_faults, max_batch=args.max_batch)
     names = ", ".join(n for m in served for n in (m.name, *m.aliases))
     print(f"Serveur d'embeddings prêt sur http://{host}:{args.port}/v1 — modèles : {names} ; "

@@ -215,8 +215,7 @@ def setup(slug: str, *, seed: int = 0) -> Chapter:
     profile = config.get_profile()
     if profile == "light":
         # Rien ne doit venir du hub en profil léger : échouer vite plutôt qu'attendre le réseau.
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        config.forbid_hub()
     _register_plotly_renderer()
     import warnings
 

@@ -20,6 +20,11 @@ l'on lit les variables d'environnement du livre :
 ``ATELIER_THREADS``
     Nombre de fils de calcul PyTorch (défaut : tous les cœurs disponibles).
     Voir :func:`num_threads`.
+``HF_HUB_OFFLINE``, ``TRANSFORMERS_OFFLINE``, ``HF_DATASETS_OFFLINE``
+    Variables de Hugging Face : l'une d'elles à ``1`` interdit le hub, pour les
+    modèles comme pour les données. Seule :func:`hub_allowed` les lit ;
+    :func:`forbid_hub` les pose (profil ``light``). ``HF_HUB_CACHE`` et
+    ``HF_ENDPOINT`` : voir :func:`hub_cache_dir` et :func:`hub_endpoint`.
 
 C'est aussi le seul endroit qui décide de la **précision de calcul** :
 bfloat16 sur un processeur qui le calcule en matériel (AVX-512-BF16 ou AMX),
@@ -101,10 +106,47 @@ def build_dir() -> Path:
 
 
 # ----------------------------------------------------------------------------
-# Précision de calcul et fils de calcul
+# Accès au hub Hugging Face
 # ----------------------------------------------------------------------------
 _TRUE = {"1", "true", "oui", "yes", "on"}
 _FALSE = {"", "0", "false", "non", "no", "off"}
+HUB_OFFLINE_VARS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE")
+
+
+def hub_allowed() -> bool:
+    """Vrai si le hub Hugging Face peut être utilisé (modèles et données).
+
+    Faux dès que l'une des variables :data:`HUB_OFFLINE_VARS` vaut ``1``
+    (``true``, ``yes``, ``on``) : la même règle pour :mod:`atelier.assets.models`
+    et :mod:`atelier.assets.data`.
+    """
+    return not any(os.environ.get(v, "").strip().lower() in _TRUE for v in HUB_OFFLINE_VARS)
+
+
+def forbid_hub() -> None:
+    """Interdit le hub (sans écraser un réglage explicite) : rien ne doit venir du réseau en profil light."""
+    for var in HUB_OFFLINE_VARS:
+        os.environ.setdefault(var, "1")
+
+
+def hub_cache_dir() -> str | None:
+    """Cache du hub imposé par ``HF_HUB_CACHE`` (``None`` : celui de ``huggingface_hub``)."""
+    return os.environ.get("HF_HUB_CACHE", "").strip() or None
+
+
+def hub_endpoint() -> str:
+    """Adresse du hub (``HF_ENDPOINT``, sinon https://huggingface.co)."""
+    return os.environ.get("HF_ENDPOINT", "").strip() or "https://huggingface.co"
+
+
+def secret(var: str) -> str:
+    """Valeur (sans espaces autour) de la variable d'environnement ``var``, ``""`` si absente : clés d'API."""
+    return os.environ.get(var, "").strip()
+
+
+# ----------------------------------------------------------------------------
+# Précision de calcul et fils de calcul
+# ----------------------------------------------------------------------------
 
 
 def fp32_forced() -> bool:
