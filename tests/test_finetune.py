@@ -143,9 +143,9 @@ def test_empty_texts_rejected():
 def test_encode_labels():
     assert encode_labels(["cuisine", "animal", "cuisine"], LABELS).tolist() == [2, 0, 2]
     assert encode_labels(np.array([0, 2]), LABELS).tolist() == [0, 2]
-    with pytest.raises(ValueError, match=r"Étiquette\(s\) inconnue\(s\) : 'sport'.*acceptées : 'animal'"):
+    with pytest.raises(ValueError, match=r"1 étiquette\(s\) inconnue\(s\) — ligne 1 : 'sport'.*acceptées : animal, vehicule"):
         encode_labels(["animal", "sport"], LABELS)
-    with pytest.raises(ValueError, match="hors de 0..2"):
+    with pytest.raises(ValueError, match=r"ligne 1 : 3.*indices 0\.\.2"):
         encode_labels([0, 3], LABELS)
     with pytest.raises(ValueError, match="distincts"):
         encode_labels(["a"], ["a", "a"])

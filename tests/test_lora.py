@@ -176,17 +176,18 @@ def test_bad_base_and_targets_and_double_merge():
 def test_parameter_counts_of_a_4bit_model_equal_peft(tmp_path):
     """Un poids NF4 compte pour la matrice qu'il représente, pas pour ses octets (deux valeurs par octet)."""
     pytest.importorskip("bitsandbytes")
-    from atelier.lora_nf4 import sft
+    from atelier.adapters import add_lora
+    from atelier.lora_nf4 import chat, sft
     from atelier.parameters import count_parameters
 
     path = sft.make_tiny_chat_model(tmp_path / "tiny")
-    full, _ = sft.load_base(path, four_bit=False, compute_dtype=torch.float32)
+    full, _ = chat.load_model(path, four_bit=False, compute_dtype=torch.float32)
     real_total = parameter_counts(full)[1]
     assert real_total == sum(p.numel() for p in full.parameters())
-    model, _ = sft.load_base(path, four_bit=True, compute_dtype=torch.float32)
+    model, _ = chat.load_model(path, four_bit=True, compute_dtype=torch.float32)
     assert sum(p.numel() for p in model.parameters()) < real_total  # le stockage uint8 en compte moitié moins
     assert parameter_counts(model)[1] == real_total
-    model = sft.add_lora(model, r=4, alpha=8, dropout=0.0)
+    model = add_lora(model, sft.DEFAULT_TARGETS, task="CAUSAL_LM", r=4, alpha=8, dropout=0.0)
     trainable, total = model.get_nb_trainable_parameters()
     assert parameter_counts(model) == (trainable, total)
     assert total == real_total + trainable  # la base, comptée en entier, plus les adaptateurs

@@ -112,12 +112,13 @@ def test_threads_setting(monkeypatch):
 
 def test_chapter04_training_path_is_fp32_without_native_bf16(cpu_without_bf16, tmp_path):
     """Le chemin du chapitre 04 (NF4 + LoRA + sft.train) sur un petit modèle : tout en float32."""
-    from atelier.lora_nf4 import sft
+    from atelier.adapters import add_lora
+    from atelier.lora_nf4 import chat, sft
 
     path = sft.make_tiny_chat_model(tmp_path / "tiny")
-    model, tok = sft.load_base(path, four_bit=True, double_quant=False)
+    model, tok = chat.load_model(path, four_bit=True, double_quant=False)
     assert model.config.quantization_config.bnb_4bit_compute_dtype == torch.float32
-    model = sft.add_lora(model, r=4, alpha=8, dropout=0.0)
+    model = add_lora(model, sft.DEFAULT_TARGETS, task="CAUSAL_LM", r=4, alpha=8, dropout=0.0)
     floats = [p for p in model.parameters() if p.is_floating_point()]
     assert floats and all(p.dtype == torch.float32 for p in floats)
     lora_layers = [m for n, m in model.named_modules() if n.endswith("lora_A.default") or n.endswith("lora_B.default")]

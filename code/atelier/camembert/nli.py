@@ -3,11 +3,10 @@
 Utilisé par le chapitre « CamemBERT ou CamemBERTa ? L'attention
 désentrelacée » (``book/03_camembert.md``).
 
-* :func:`encode_labels` et :func:`make_dataset` : paires (prémisse,
+* :func:`standardize` et :func:`make_dataset` : paires (prémisse,
   hypothèse) → ``datasets.Dataset`` tokenisé (troncature à 128 jetons) ;
 * :func:`published_config` : configurations publiées de camembert-base et
   camemberta-base, pour instancier les architectures sans téléchargement ;
-* :func:`add_lora` : LoRA (``peft``) avec vérification des modules visés ;
 * :func:`parameter_report` : ce que compte ``print_trainable_parameters`` ;
 * :func:`training_arguments`, :func:`make_trainer`, :func:`compute_metrics` :
   le ``Trainer`` de Hugging Face avec les réglages du tutoriel d'origine ;
@@ -17,18 +16,20 @@ désentrelacée » (``book/03_camembert.md``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
+from atelier.assets.data_catalog import NLI_LABELS, NLI_LABELS_FR
+from atelier.labels import encode_labels
 from atelier.metrics import classification_scores
 
-LABELS: tuple[str, ...] = ("entailment", "neutral", "contradiction")
+LABELS: tuple[str, ...] = NLI_LABELS  # définies une fois, dans le catalogue des données
 LABEL2ID: dict[str, int] = {name: i for i, name in enumerate(LABELS)}
 ID2LABEL: dict[int, str] = dict(enumerate(LABELS))
-LABELS_FR: dict[str, str] = {"entailment": "implication", "neutral": "neutre", "contradiction": "contradiction"}
+LABELS_FR: dict[str, str] = dict(zip(NLI_LABELS, NLI_LABELS_FR))
 
 # Hyperparamètres du tutoriel d'origine (profil full).
 SEED_HPARAMS = dict(learning_rate=2e-4, batch_size=32, num_epochs=10, weight_decay=0.01, patience=3,
@@ -38,38 +39,12 @@ SEED_HPARAMS = dict(learning_rate=2e-4, batch_size=32, num_epochs=10, weight_dec
 # --------------------------------------------------------------------------
 # Données
 # --------------------------------------------------------------------------
-def encode_labels(labels: Iterable) -> list[int]:
-    """Étiquettes (``"entailment"``/``"neutral"``/``"contradiction"`` ou 0/1/2) → entiers 0/1/2.
-
-    Les chaînes sont comparées sans tenir compte de la casse ni des espaces.
-    Une étiquette inconnue lève une ``ValueError`` qui nomme les lignes fautives.
-    """
-    if isinstance(labels, (str, bytes)):
-        raise TypeError("labels doit être une séquence d'étiquettes, pas une chaîne seule.")
-    out, bad = [], []
-    for row, lab in enumerate(labels):
-        if isinstance(lab, str) and lab.strip().lower() in LABEL2ID:
-            out.append(LABEL2ID[lab.strip().lower()])
-        elif isinstance(lab, (int, np.integer)) and not isinstance(lab, bool) and 0 <= int(lab) < len(LABELS):
-            out.append(int(lab))
-        else:
-            bad.append((row, lab))
-    if bad:
-        shown = ", ".join(f"ligne {r} : {v!r}" for r, v in bad[:10])
-        more = f" (et {len(bad) - 10} autres)" if len(bad) > 10 else ""
-        raise ValueError(
-            f"{len(bad)} étiquette(s) inconnue(s) — {shown}{more}. Étiquettes acceptées : "
-            f"{', '.join(LABELS)} (ou 0, 1, 2 dans cet ordre)."
-        )
-    return out
-
-
 def standardize(frame):
     """DataFrame NLI quelconque → colonnes ``premise``, ``hypothesis``, ``label`` (nom anglais de la classe).
 
     Prend ``label_text`` s'il existe (RTE3-FR, GQNLI-FR), sinon ``label`` ;
     les entiers 0/1/2 sont lus dans l'ordre de :data:`LABELS`. Les étiquettes
-    inconnues lèvent l'erreur de :func:`encode_labels`.
+    inconnues lèvent l'erreur de :func:`atelier.labels.encode_labels`.
     """
     import pandas as pd
 
@@ -79,7 +54,7 @@ def standardize(frame):
     missing = [c for c in ("premise", "hypothesis", col) if c not in frame.columns]
     if missing:
         raise ValueError(f"Colonnes manquantes : {missing} ; colonnes présentes : {list(frame.columns)}.")
-    ids = encode_labels(frame[col].tolist())
+    ids = encode_labels(frame[col].tolist(), LABELS)
     return pd.DataFrame({"premise": frame["premise"].astype(str).tolist(),
                          "hypothesis": frame["hypothesis"].astype(str).tolist(),
                          "label": [LABELS[i] for i in ids]})
@@ -101,7 +76,7 @@ def make_dataset(frame, tokenizer, max_length: int = 128):
         raise ValueError(f"Colonnes manquantes : {missing} ; colonnes attendues premise, hypothesis, label.")
     if not isinstance(max_length, int) or max_length < 8:
         raise ValueError(f"max_length doit être un entier ≥ 8, reçu {max_length!r}.")
-    labels = encode_labels(frame["label"].tolist())
+    labels = encode_labels(frame["label"].tolist(), LABELS).tolist()
     enc = tokenizer(
         [str(p) for p in frame["premise"]], [str(h) for h in frame["hypothesis"]],
         truncation=True, max_length=max_length,
@@ -148,39 +123,6 @@ def published_config(name: str, num_labels: int = 3):
 # --------------------------------------------------------------------------
 # LoRA
 # --------------------------------------------------------------------------
-def linear_layer_names(model: nn.Module) -> list[str]:
-    """Noms courts (dernier composant) des couches ``nn.Linear`` du modèle, triés."""
-    return sorted({name.rsplit(".", 1)[-1] for name, mod in model.named_modules() if isinstance(mod, nn.Linear)})
-
-
-def add_lora(model: nn.Module, target_modules: Sequence[str], r: int = 8, alpha: int = 32, dropout: float = 0.1,
-             modules_to_save: Sequence[str] | None = None):
-    """Enveloppe ``model`` avec LoRA (``peft``, tâche ``SEQ_CLS``) sur ``target_modules``.
-
-    Vérifie d'abord que chaque nom visé correspond à une couche ``nn.Linear`` du
-    modèle ; sinon, ``ValueError`` en français avec la liste des couches
-    linéaires disponibles (``query``/``value`` sur RoBERTa,
-    ``query_proj``/``value_proj`` sur DeBERTa-v2…).
-    """
-    from peft import LoraConfig, TaskType, get_peft_model
-
-    if isinstance(target_modules, str) or not all(isinstance(t, str) for t in target_modules) or not target_modules:
-        raise TypeError("target_modules doit être une liste non vide de noms de couches, par ex. ['query', 'value'].")
-    available = linear_layer_names(model)
-    unknown = [t for t in target_modules if t not in available]
-    if unknown:
-        raise ValueError(
-            f"Modules LoRA introuvables dans {type(model).__name__} : {unknown}. "
-            f"Couches linéaires disponibles : {', '.join(available)}."
-        )
-    if not isinstance(r, int) or r < 1:
-        raise ValueError(f"Le rang r doit être un entier ≥ 1, reçu {r!r}.")
-    cfg = LoraConfig(task_type=TaskType.SEQ_CLS, r=r, lora_alpha=alpha, lora_dropout=dropout,
-                     target_modules=list(target_modules),
-                     modules_to_save=list(modules_to_save) if modules_to_save else None)
-    return get_peft_model(model, cfg)
-
-
 _GROUPS = (  # (motif dans le nom du paramètre, bloc) : le premier motif trouvé l'emporte
     ("lora_", "LoRA"),
     ("word_embeddings", "plongements des mots"),

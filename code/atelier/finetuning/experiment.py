@@ -14,7 +14,8 @@ from torch import nn
 from atelier.finetuning.budget import FinetuneConfig, check_approach
 from atelier.finetuning.classifiers import TorchClassifier, make_classifier
 from atelier.finetuning.encoders import FeatureCache, autocast, dir_size_mb, release_memory
-from atelier.finetuning.fewshot import check_label_names, check_texts, encode_labels
+from atelier.finetuning.fewshot import check_texts
+from atelier.labels import check_label_names, encode_labels
 from atelier.metrics import classification_scores
 from atelier.runtime.config import seed_everything
 from atelier.runtime.measure import measure

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from atelier.labels import check_label_names, encode_labels  # noqa: F401 (réexportés : API du chapitre 05)
+
 
 def check_texts(texts, *, name: str = "texts") -> list[str]:
     """Vérifie une liste de textes non vides et la renvoie sous forme de ``list[str]``."""
@@ -36,44 +38,6 @@ def check_texts(texts, *, name: str = "texts") -> list[str]:
         shown = ", ".join(map(str, empty[:5])) + (" …" if len(empty) > 5 else "")
         raise ValueError(f"{name} contient {len(empty)} texte(s) vide(s) (positions {shown}) : retirez-les d'abord.")
     return texts
-
-
-def check_label_names(labels: Sequence[str]) -> list[str]:
-    """Vérifie la liste des noms de classes (au moins deux, distincts, non vides)."""
-    if isinstance(labels, str):
-        raise TypeError("labels doit être une liste de noms de classes, pas une chaîne seule.")
-    labels = list(labels)
-    if len(labels) < 2:
-        raise ValueError(f"Il faut au moins deux classes, reçu {len(labels)} : {labels!r}.")
-    if any(not isinstance(x, str) or not x.strip() for x in labels):
-        raise ValueError(f"Les noms de classes doivent être des chaînes non vides, reçu {labels!r}.")
-    if len(set(labels)) != len(labels):
-        raise ValueError(f"Les noms de classes doivent être distincts, reçu {labels!r}.")
-    return labels
-
-
-def encode_labels(values, labels: Sequence[str]) -> np.ndarray:
-    """Transforme des noms de classes (ou des indices) en entiers ``0..C-1``.
-
-    Un nom absent de ``labels`` lève une ``ValueError`` qui le nomme.
-    """
-    labels = check_label_names(labels)
-    values = list(values)
-    if not values:
-        raise ValueError("Aucune étiquette : la liste est vide.")
-    index = {name: i for i, name in enumerate(labels)}
-    if all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in values):
-        bad = sorted({int(v) for v in values if not 0 <= int(v) < len(labels)})
-        if bad:
-            raise ValueError(f"Indice(s) de classe hors de 0..{len(labels) - 1} : {bad}.")
-        return np.asarray(values, dtype=np.int64)
-    unknown = sorted({str(v) for v in values if v not in index})
-    if unknown:
-        raise ValueError(
-            f"Étiquette(s) inconnue(s) : {', '.join(map(repr, unknown))}. "
-            f"Étiquettes acceptées : {', '.join(map(repr, labels))}."
-        )
-    return np.asarray([index[v] for v in values], dtype=np.int64)
 
 
 def sample_per_class(

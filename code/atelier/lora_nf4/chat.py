@@ -299,23 +299,32 @@ def build_app(model, tokenizer, title: str = "Atelier des LLM : conversation", s
     )
 
 
-def load_model(model_path, adapter=None, four_bit: bool = False):
-    """Charge le modèle de base (NF4 avec ``four_bit``) et, s'il y en a un, l'adaptateur LoRA.
+def load_model(model_path, adapter=None, *, four_bit: bool = False, double_quant: bool = True, compute_dtype=None):
+    """Charge (modèle, tokeniseur) : base en NF4 avec ``four_bit`` et, s'il y en a un, l'adaptateur LoRA ``adapter``.
 
-    Poids non quantifiés et calculs dans la précision du livre pour le CPU
-    (:func:`atelier.runtime.config.compute_dtype` : bf16 seulement là où le processeur
-    le calcule nativement, float32 sinon).
+    Sert à converser (:func:`main`) comme à entraîner (:mod:`atelier.lora_nf4.sft`) :
+    le modèle est rendu en mode évaluation, :func:`atelier.lora_nf4.sft.train`
+    le repasse en mode entraînement. En NF4, les poids vont sur le GPU s'il y en
+    a un, sinon sur le CPU (``device_map``). ``compute_dtype`` : type des calculs et
+    des poids non quantifiés, par défaut :func:`atelier.runtime.config.compute_dtype`
+    (bf16 seulement là où le matériel le calcule, fp32 sur un CPU sans bfloat16
+    natif, fp16 sur un GPU sans bf16). Sans jeton de remplissage, le tokeniseur
+    prend celui de fin de texte.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from atelier.runtime import config
     from atelier.lora_nf4.quantization import quantization_config
+    from atelier.runtime import config
 
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if compute_dtype is None:
+        compute_dtype = config.compute_dtype(device)
     tokenizer = AutoTokenizer.from_pretrained(str(model_path))
-    dtype = config.compute_dtype("cpu")
-    kwargs = {"dtype": dtype}
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    kwargs: dict = {"dtype": compute_dtype}
     if four_bit:
-        kwargs.update(quantization_config=quantization_config("nf4", compute_dtype=dtype), device_map="cpu")
+        kwargs.update(quantization_config=quantization_config("nf4", double_quant, compute_dtype), device_map=device)
     model = AutoModelForCausalLM.from_pretrained(str(model_path), **kwargs)
     if adapter:
         from peft import PeftModel
@@ -333,7 +342,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--system", default=None, help="message système facultatif")
     args = parser.parse_args(argv)
-    model, tokenizer = load_model(args.model, args.adapter, args.four_bit)
+    model, tokenizer = load_model(args.model, args.adapter, four_bit=args.four_bit, double_quant=False)
     app = build_app(model, tokenizer, system_prompt=args.system)
     print(f"Interface sur http://127.0.0.1:{args.port} (Ctrl+C pour arrêter).", flush=True)
     # Toujours sur la boucle locale : jamais exposé au réseau, jamais de lien public.

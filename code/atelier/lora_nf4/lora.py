@@ -18,27 +18,10 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
+from atelier.adapters import check_rank_alpha  # noqa: F401 (réexporté)
 from atelier.parameters import parameter_counts  # (entraînables, total), poids NF4 comptés en entier
 
 __all__ = ["LoRALinear", "apply_lora", "check_rank_alpha", "lora_parameter_count", "parameter_counts"]
-
-
-def check_rank_alpha(r, alpha, dropout) -> None:
-    """Vérifie les réglages d'un adaptateur LoRA : rang ``r`` entier > 0, ``alpha`` > 0, ``dropout`` dans [0, 1[.
-
-    Lève ``TypeError`` ou ``ValueError`` avec un message qui dit ce qui est accepté ;
-    utilisé par :class:`LoRALinear`, :func:`apply_lora` et :func:`atelier.lora_nf4.sft.add_lora`.
-    """
-    if isinstance(r, bool) or not isinstance(r, int):
-        raise TypeError(f"r (le rang) doit être un entier, reçu {type(r).__name__}.")
-    if r <= 0:
-        raise ValueError(f"r (le rang) doit être un entier strictement positif, reçu {r}.")
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)):
-        raise TypeError(f"alpha doit être un nombre, reçu {type(alpha).__name__}.")
-    if not alpha > 0:
-        raise ValueError(f"alpha doit être strictement positif, reçu {alpha}.")
-    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
-        raise ValueError(f"dropout doit être une probabilité dans [0, 1[, reçu {dropout!r}.")
 
 
 class LoRALinear(nn.Module):

@@ -3,8 +3,8 @@
 Utilisé par le chapitre « LoRA et NF4 : adapter un modèle de chat français »
 (``book/04_lora_nf4.md``). Le même code tourne :
 
-- dans un notebook (:func:`load_base`, :func:`add_lora`, :func:`train`,
-  :func:`evaluate`) ;
+- dans un notebook (:func:`atelier.lora_nf4.chat.load_model`,
+  :func:`atelier.adapters.add_lora`, :func:`train`, :func:`evaluate`) ;
 - en ligne de commande : ``python -m atelier.lora_nf4.sft --model … --data … --output …`` ;
 - sur plusieurs processus : ``accelerate launch --num_processes 2 --cpu -m
   atelier.lora_nf4.sft …`` (ou plusieurs GPU) : la boucle passe par ``accelerate``, qui
@@ -28,13 +28,12 @@ from pathlib import Path
 
 import torch
 
-from atelier.lora_nf4.chat import IGNORE_INDEX, load_dialogues, split_by_first_prompt, tokenize_conversation, validate_dialogues
-from atelier.lora_nf4.quantization import keep_4bit_trainable, packed_for_inference, quantization_config
+from atelier.adapters import add_lora
+from atelier.lora_nf4.chat import IGNORE_INDEX, load_dialogues, load_model, split_by_first_prompt, tokenize_conversation, validate_dialogues
+from atelier.lora_nf4.quantization import keep_4bit_trainable, packed_for_inference
 
 __all__ = [
     "DEFAULT_TARGETS",
-    "load_base",
-    "add_lora",
     "build_examples",
     "collate",
     "evaluate",
@@ -47,45 +46,6 @@ __all__ = [
 ]
 
 DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
-
-
-# ----------------------------------------------------------------------------
-# Modèle
-# ----------------------------------------------------------------------------
-def load_base(model_path, four_bit: bool = True, double_quant: bool = True, compute_dtype=None):
-    """Charge (modèle, tokeniseur) ; en NF4 avec ``four_bit`` (sur CPU : ``device_map="cpu"``).
-
-    ``compute_dtype`` : type des calculs et des poids non quantifiés ; par défaut
-    :func:`atelier.runtime.config.compute_dtype` (bf16 seulement là où le matériel le
-    calcule, fp32 sur un CPU sans bfloat16 natif, fp16 sur un GPU sans bf16).
-    """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from atelier.runtime import config
-
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    if compute_dtype is None:
-        compute_dtype = config.compute_dtype(device)
-    tokenizer = AutoTokenizer.from_pretrained(str(model_path))
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    kwargs: dict = {"dtype": compute_dtype}
-    if four_bit:
-        kwargs.update(quantization_config=quantization_config("nf4", double_quant, compute_dtype), device_map=device)
-    model = AutoModelForCausalLM.from_pretrained(str(model_path), **kwargs)
-    return model, tokenizer
-
-
-def add_lora(model, r: int = 16, alpha: float = 32, dropout: float = 0.05, target_modules: Sequence[str] = DEFAULT_TARGETS):
-    """Ajoute des adaptateurs LoRA (peft) ; seuls eux s'entraîneront."""
-    from peft import LoraConfig, get_peft_model
-
-    from atelier.lora_nf4.lora import check_rank_alpha
-
-    check_rank_alpha(r, alpha, dropout)
-    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(target_modules),
-                        bias="none", task_type="CAUSAL_LM")
-    return get_peft_model(model, config)
 
 
 # ----------------------------------------------------------------------------
@@ -325,8 +285,9 @@ def main(argv: list[str] | None = None) -> dict:
     train_convs, test_convs = split_by_first_prompt(conversations, args.test_fraction, args.seed)
     if args.limit:
         train_convs = train_convs[: args.limit]
-    model, tokenizer = load_base(args.model, four_bit=not args.no_4bit)
-    model = add_lora(model, args.r, args.alpha, args.dropout, [t for t in args.target_modules.split(",") if t])
+    model, tokenizer = load_model(args.model, four_bit=not args.no_4bit)
+    model = add_lora(model, [t for t in args.target_modules.split(",") if t], task="CAUSAL_LM",
+                     r=args.r, alpha=args.alpha, dropout=args.dropout)
     train_ex, train_info = build_examples(tokenizer, train_convs, args.max_length)
     test_ex, _ = build_examples(tokenizer, test_convs, args.max_length)
     result = train(model, train_ex, tokenizer.pad_token_id, max_steps=args.max_steps or None, epochs=args.epochs,

@@ -1,0 +1,70 @@
+"""Adaptateurs LoRA avec ``peft`` : un seul point d'entrée, :func:`add_lora`.
+
+Utilisé par les chapitres « CamemBERT ou CamemBERTa ? » (classifieur NLI,
+tâche ``SEQ_CLS``) et « LoRA et NF4 » (modèle de conversation, tâche
+``CAUSAL_LM``), et par :mod:`atelier.lora_nf4.lora` (réglages vérifiés par
+:func:`check_rank_alpha`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import nn
+
+__all__ = ["TASKS", "check_rank_alpha", "linear_layer_names", "add_lora"]
+
+TASKS = ("SEQ_CLS", "CAUSAL_LM")  # classification de séquences (chapitre 03), modèle de langage (chapitre 04)
+
+
+def check_rank_alpha(r, alpha, dropout) -> None:
+    """Vérifie les réglages d'un adaptateur LoRA : rang ``r`` entier > 0, ``alpha`` > 0, ``dropout`` dans [0, 1[.
+
+    Lève ``TypeError`` ou ``ValueError`` avec un message qui dit ce qui est accepté ;
+    utilisé par :func:`add_lora` et par le LoRA refait à la main (:mod:`atelier.lora_nf4.lora`).
+    """
+    if isinstance(r, bool) or not isinstance(r, int):
+        raise TypeError(f"r (le rang) doit être un entier, reçu {type(r).__name__}.")
+    if r <= 0:
+        raise ValueError(f"r (le rang) doit être un entier strictement positif, reçu {r}.")
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)):
+        raise TypeError(f"alpha doit être un nombre, reçu {type(alpha).__name__}.")
+    if not alpha > 0:
+        raise ValueError(f"alpha doit être strictement positif, reçu {alpha}.")
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+        raise ValueError(f"dropout doit être une probabilité dans [0, 1[, reçu {dropout!r}.")
+
+
+def linear_layer_names(model: nn.Module) -> list[str]:
+    """Noms courts (dernier composant) des couches ``nn.Linear`` du modèle (NF4 compris), triés."""
+    return sorted({name.rsplit(".", 1)[-1] for name, mod in model.named_modules() if isinstance(mod, nn.Linear)})
+
+
+def add_lora(model: nn.Module, target_modules: Sequence[str], *, task: str, r: int = 8, alpha: float = 16,
+             dropout: float = 0.0, modules_to_save: Sequence[str] | None = None):
+    """Enveloppe ``model`` avec des adaptateurs LoRA (``peft``) sur ``target_modules`` ; seuls eux s'entraînent.
+
+    ``task`` : ``"SEQ_CLS"`` (classifieur : la tête reste entraînable) ou
+    ``"CAUSAL_LM"`` (modèle de langage). Chaque nom visé doit désigner une
+    couche linéaire du modèle ; sinon, ``ValueError`` en français avec la liste
+    des couches disponibles (``query``/``value`` sur RoBERTa,
+    ``query_proj``/``value_proj`` sur DeBERTa-v2, ``q_proj``… sur Llama).
+    """
+    from peft import LoraConfig, get_peft_model
+
+    if task not in TASKS:
+        raise ValueError(f"task doit valoir {' ou '.join(map(repr, TASKS))}, reçu {task!r}.")
+    if isinstance(target_modules, str) or not target_modules or not all(isinstance(t, str) for t in target_modules):
+        raise TypeError("target_modules doit être une liste non vide de noms de couches, par ex. ['query', 'value'].")
+    available = linear_layer_names(model)
+    unknown = [t for t in target_modules if t not in available]
+    if unknown:
+        raise ValueError(
+            f"Modules LoRA introuvables dans {type(model).__name__} : {unknown}. "
+            f"Couches linéaires disponibles : {', '.join(available)}."
+        )
+    check_rank_alpha(r, alpha, dropout)
+    cfg = LoraConfig(task_type=task, r=r, lora_alpha=alpha, lora_dropout=dropout, bias="none",
+                     target_modules=list(target_modules),
+                     modules_to_save=list(modules_to_save) if modules_to_save else None)
+    return get_peft_model(model, cfg)
