@@ -241,6 +241,35 @@ def test_cache_roundtrip_and_persistence(tmp_path):
     assert A.cache_key("m", "a") != A.cache_key("m2", "a") != A.cache_key("m", "b")
 
 
+def test_cache_encode_computes_only_missing_texts_once():
+    """Le cache unique du livre : en mémoire, seuls les textes absents (sans doublons) passent dans ``compute``."""
+    from atelier.embeddings.cache import EmbeddingCache
+
+    calls = []
+
+    def compute(texts):
+        calls.append(list(texts))
+        return np.array([[len(t), 1.0] for t in texts], dtype=np.float32)
+
+    cache = EmbeddingCache()
+    first = cache.encode("m", ["aa", "b", "aa"], compute)
+    again = cache.encode("m", ["b", "ccc", "aa"], compute, batch_size=1)
+    assert calls == [["aa", "b"], ["ccc"]]
+    np.testing.assert_array_equal(first[:, 0], [2, 1, 2])
+    np.testing.assert_array_equal(again[:, 0], [1, 3, 2])
+    assert cache.encode("autre", ["aa"], compute).shape == (1, 2) and calls[-1] == ["aa"]
+    assert len(cache) == 4 and cache.size_bytes() == 0
+    with pytest.raises(TypeError, match="chaîne seule"):
+        cache.encode("m", "aa", compute)
+
+
+def test_one_embedding_cache_for_api_and_finetuning():
+    from atelier.embeddings.cache import EmbeddingCache
+    from atelier.finetuning import encoders
+
+    assert A.EmbeddingCache is EmbeddingCache and encoders.EmbeddingCache is EmbeddingCache
+
+
 def test_cached_embedder_batches_dedups_and_uses_cache(tmp_path):
     class Emb:
         def __init__(self):

@@ -17,16 +17,14 @@ de :mod:`atelier.embeddings.serve`).
 
 from __future__ import annotations
 
-import hashlib
-import os
 import random
-import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
+
+from atelier.embeddings.cache import EmbeddingCache, cache_key  # noqa: F401 (réexportés pour le chapitre 02)
 
 RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 
@@ -135,65 +133,6 @@ def with_retries(fn: Callable[[], object], *, max_retries: int = 5, base: float 
             sleep(delay)
 
 
-# --------------------------------------------------------------------------- cache
-def cache_key(model: str, text: str) -> str:
-    """Empreinte SHA-256 de (modèle, texte) : la clé d'un vecteur dans le cache."""
-    return hashlib.sha256(model.encode("utf-8") + b"\x00" + text.encode("utf-8")).hexdigest()
-
-
-class EmbeddingCache:
-    """Cache disque (SQLite) de vecteurs float32, indexé par (modèle, empreinte du texte)."""
-
-    def __init__(self, path: str | os.PathLike):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path)
-        self._db.execute("CREATE TABLE IF NOT EXISTS emb (key TEXT PRIMARY KEY, model TEXT, dim INTEGER, vec BLOB)")
-        self._db.commit()
-        self.hits = 0
-        self.misses = 0
-
-    def get_many(self, model: str, texts: Sequence[str]) -> list[np.ndarray | None]:
-        """Vecteurs en cache pour ``texts`` (``None`` là où il n'y en a pas)."""
-        keys = [cache_key(model, t) for t in texts]
-        found: dict[str, np.ndarray] = {}
-        for start in range(0, len(keys), 500):
-            chunk = keys[start : start + 500]
-            rows = self._db.execute(
-                f"SELECT key, dim, vec FROM emb WHERE key IN ({','.join('?' * len(chunk))})", chunk).fetchall()
-            for key, dim, blob in rows:
-                found[key] = np.frombuffer(blob, dtype="<f4", count=dim).copy()
-        out = [found.get(k) for k in keys]
-        hits = sum(v is not None for v in out)
-        self.hits += hits
-        self.misses += len(out) - hits
-        return out
-
-    def put_many(self, model: str, texts: Sequence[str], vectors: np.ndarray) -> None:
-        vectors = np.asarray(vectors, dtype="<f4")
-        if vectors.ndim != 2 or len(vectors) != len(texts):
-            raise ValueError(f"Il faut un vecteur par texte : {len(texts)} textes, tableau de forme {vectors.shape}.")
-        self._db.executemany(
-            "INSERT OR REPLACE INTO emb VALUES (?, ?, ?, ?)",
-            [(cache_key(model, t), model, int(v.shape[0]), v.tobytes()) for t, v in zip(texts, vectors)],
-        )
-        self._db.commit()
-
-    def __len__(self) -> int:
-        return int(self._db.execute("SELECT COUNT(*) FROM emb").fetchone()[0])
-
-    def size_bytes(self) -> int:
-        return self.path.stat().st_size if self.path.exists() else 0
-
-    def clear(self) -> None:
-        self._db.execute("DELETE FROM emb")
-        self._db.commit()
-        self.hits = self.misses = 0
-
-    def close(self) -> None:
-        self._db.close()
-
-
 # --------------------------------------------------------------------------- client complet
 class CachedEmbedder:
     """Embeddings par une API compatible OpenAI, avec lots, reprises et cache disque.
@@ -230,16 +169,8 @@ class CachedEmbedder:
         from atelier.embeddings.pooling import check_texts_to_encode
 
         texts = check_texts_to_encode(texts)
-        cached = self.cache.get_many(self.model, texts) if self.cache is not None else [None] * len(texts)
-        missing = list(dict.fromkeys(t for t, v in zip(texts, cached) if v is None))  # sans doublons
-        fresh: dict[str, np.ndarray] = {}
-        for start in range(0, len(missing), self.batch_size):
-            batch = missing[start : start + self.batch_size]
-            vecs = self._call(batch)
-            fresh.update(zip(batch, vecs))
-            if self.cache is not None:
-                self.cache.put_many(self.model, batch, vecs)
-        return np.stack([v if v is not None else fresh[t] for t, v in zip(texts, cached)])
+        cache = self.cache if self.cache is not None else EmbeddingCache()  # sans cache : un cache jetable, pour les doublons
+        return cache.encode(self.model, texts, self._call, batch_size=self.batch_size)
 
 
 # --------------------------------------------------------------------------- coût

@@ -2,7 +2,8 @@
 
 Un encodeur est un dossier sentence-transformers (Transformer + moyenne des
 jetons) ; :class:`FeatureCache` garde les embeddings de l'encodeur de base pour
-ne les calculer qu'une fois par texte.
+ne les calculer qu'une fois par texte (dans le cache du livre,
+:class:`atelier.embeddings.cache.EmbeddingCache`) et note ce qu'ils ont coûté.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from torch import nn
 
+from atelier.embeddings.cache import EmbeddingCache
 from atelier.finetuning.budget import FinetuneConfig
 from atelier.finetuning.fewshot import check_texts
 from atelier.runtime.config import autocast as book_autocast
@@ -116,7 +118,7 @@ class FeatureCache:
             raise ValueError(f"max_length doit être un entier ≥ 1, reçu {max_length!r}.")
         self.encoder, self.prefix, self.max_length, self.bf16 = encoder, prefix, max_length, bool(bf16)
         self.batch_size = batch_size
-        self._vectors: dict[str, np.ndarray] = {}
+        self._store = EmbeddingCache()  # le cache du livre (chapitre 02), en mémoire
         self._seconds: dict[str, float] = {}  # part de chaque texte dans la durée d'encodage de son lot
 
     def matches(self, encoder, config: FinetuneConfig) -> bool:
@@ -128,20 +130,19 @@ class FeatureCache:
         return float(sum(self._seconds[t] for t in dict.fromkeys(check_texts(texts))))
 
     def __len__(self) -> int:
-        return len(self._vectors)
+        return len(self._store)
+
+    def _encode(self, new: list[str]) -> np.ndarray:
+        start = time.perf_counter()
+        x = embed(self.encoder, new, prefix=self.prefix, max_length=self.max_length, normalize=False,
+                  batch_size=self.batch_size, bf16=self.bf16)
+        share = (time.perf_counter() - start) / len(new)
+        self._seconds.update((t, share) for t in new)
+        return x
 
     def __call__(self, texts, *, normalize: bool = False) -> np.ndarray:
         """Embeddings (N, H) des textes ; seuls les textes jamais vus passent dans l'encodeur."""
-        texts = check_texts(texts)
-        new = list(dict.fromkeys(t for t in texts if t not in self._vectors))
-        if new:
-            start = time.perf_counter()
-            x = embed(self.encoder, new, prefix=self.prefix, max_length=self.max_length, normalize=False,
-                      batch_size=self.batch_size, bf16=self.bf16)
-            share = (time.perf_counter() - start) / len(new)
-            self._vectors.update(zip(new, x))
-            self._seconds.update((t, share) for t in new)
-        out = np.stack([self._vectors[t] for t in texts])
+        out = self._store.encode("base", check_texts(texts), self._encode)
         return out / np.linalg.norm(out, axis=1, keepdims=True) if normalize else out
 
 
