@@ -22,10 +22,17 @@ def test_data_dir_override(monkeypatch, tmp_path):
     assert config.data_dir() == tmp_path.resolve()
 
 
-@pytest.mark.parametrize("bad", [-1, 1.5, "0", True])
-def test_seed_rejects_bad_values(bad):
-    with pytest.raises(ValueError, match="graine"):
+@pytest.mark.parametrize("bad, error", [(-1, ValueError), (2**32, ValueError), (1.5, TypeError), ("0", TypeError),
+                                        (True, TypeError)])
+def test_seed_rejects_bad_values(bad, error):
+    with pytest.raises(error, match="graine"):
         config.seed_everything(bad)
+
+
+def test_seed_accepts_numpy_integers():
+    import numpy as np
+
+    assert config.seed_everything(np.int64(3)) == 3
 
 
 def test_seed_makes_torch_deterministic():

@@ -77,7 +77,7 @@ def test_check_choice():
 def test_check_type():
     assert check_type("prompt", "bonjour", str) == "bonjour"
     assert check_type("x", 3, (int, float)) == 3
-    with pytest.raises(TypeError, match=r"^prompt doit être de type str\u00a0; reçu int\.$"):
+    with pytest.raises(TypeError, match=r"^prompt doit être de type str \(chaîne de caractères\)\u00a0; reçu int\.$"):
         check_type("prompt", 3, str)
-    with pytest.raises(TypeError, match=r"de type int ou float\u00a0; reçu str"):
+    with pytest.raises(TypeError, match=r"de type int \(entier\) ou float \(réel\)\u00a0; reçu str"):
         check_type("x", "3", (int, float))

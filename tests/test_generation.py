@@ -90,7 +90,6 @@ def test_filter_logits_1d_and_penalty_semantics():
         (dict(top_p=0.0), "top_p"),
         (dict(top_p=1.5), "top_p"),
         (dict(top_k=-1), "top_k"),
-        (dict(top_k=2.5), "top_k"),
         (dict(repetition_penalty=0.0), "repetition_penalty"),
         (dict(repetition_penalty=1.2), "previous_ids"),
         (dict(repetition_penalty=1.2, previous_ids=[0, 99]), "hors du vocabulaire"),
@@ -100,6 +99,17 @@ def test_filter_logits_1d_and_penalty_semantics():
 def test_filter_logits_bad_input(kwargs, message):
     with pytest.raises(ValueError, match=message):
         filter_logits(torch.randn(2, 10), **kwargs)
+
+
+def test_filter_logits_numpy_scalars_and_wrong_types():
+    import numpy as np
+
+    out = filter_logits(torch.randn(2, 10), temperature=np.float32(0.7), top_k=np.int64(3), top_p=np.float64(0.9))
+    assert torch.isfinite(out).sum(dim=-1).le(3).all()
+    with pytest.raises(TypeError, match="top_k doit être un entier ≥ 0"):
+        filter_logits(torch.randn(2, 10), top_k=2.5)
+    with pytest.raises(TypeError, match="temperature"):
+        filter_logits(torch.randn(2, 10), temperature=True)
 
 
 def test_filter_logits_bad_type():

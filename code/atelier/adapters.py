@@ -12,27 +12,23 @@ from collections.abc import Sequence
 
 from torch import nn
 
+from atelier.runtime.checks import check_choice, check_float, check_int
+
 __all__ = ["TASKS", "check_rank_alpha", "linear_layer_names", "add_lora"]
 
 TASKS = ("SEQ_CLS", "CAUSAL_LM")  # classification de séquences (chapitre 03), modèle de langage (chapitre 04)
 
 
-def check_rank_alpha(r, alpha, dropout) -> None:
+def check_rank_alpha(r, alpha, dropout) -> tuple[int, float, float]:
     """Vérifie les réglages d'un adaptateur LoRA : rang ``r`` entier > 0, ``alpha`` > 0, ``dropout`` dans [0, 1[.
 
-    Lève ``TypeError`` ou ``ValueError`` avec un message qui dit ce qui est accepté ;
+    Renvoie ``(r, alpha, dropout)`` en types Python ; lève ``TypeError`` ou ``ValueError``
+    (:mod:`atelier.runtime.checks`) avec un message qui dit ce qui est accepté ;
     utilisé par :func:`add_lora` et par le LoRA refait à la main (:mod:`atelier.lora_nf4.lora`).
     """
-    if isinstance(r, bool) or not isinstance(r, int):
-        raise TypeError(f"r (le rang) doit être un entier, reçu {type(r).__name__}.")
-    if r <= 0:
-        raise ValueError(f"r (le rang) doit être un entier strictement positif, reçu {r}.")
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)):
-        raise TypeError(f"alpha doit être un nombre, reçu {type(alpha).__name__}.")
-    if not alpha > 0:
-        raise ValueError(f"alpha doit être strictement positif, reçu {alpha}.")
-    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
-        raise ValueError(f"dropout doit être une probabilité dans [0, 1[, reçu {dropout!r}.")
+    return (check_int("r (le rang)", r, min=1),
+            check_float("alpha", alpha, min=0, min_open=True),
+            check_float("dropout", dropout, min=0, max=1, max_open=True))
 
 
 def linear_layer_names(model: nn.Module) -> list[str]:
@@ -52,8 +48,7 @@ def add_lora(model: nn.Module, target_modules: Sequence[str], *, task: str, r: i
     """
     from peft import LoraConfig, get_peft_model
 
-    if task not in TASKS:
-        raise ValueError(f"task doit valoir {' ou '.join(map(repr, TASKS))}, reçu {task!r}.")
+    check_choice("task", task, TASKS)
     if isinstance(target_modules, str) or not target_modules or not all(isinstance(t, str) for t in target_modules):
         raise TypeError("target_modules doit être une liste non vide de noms de couches, par ex. ['query', 'value'].")
     available = linear_layer_names(model)
@@ -63,7 +58,7 @@ def add_lora(model: nn.Module, target_modules: Sequence[str], *, task: str, r: i
             f"Modules LoRA introuvables dans {type(model).__name__} : {unknown}. "
             f"Couches linéaires disponibles : {', '.join(available)}."
         )
-    check_rank_alpha(r, alpha, dropout)
+    r, alpha, dropout = check_rank_alpha(r, alpha, dropout)
     cfg = LoraConfig(task_type=task, r=r, lora_alpha=alpha, lora_dropout=dropout, bias="none",
                      target_modules=list(target_modules),
                      modules_to_save=list(modules_to_save) if modules_to_save else None)

@@ -22,29 +22,20 @@ from collections.abc import Sequence
 
 import torch
 
+from atelier.runtime.checks import check_float, check_int, check_type
+
 
 def _check_params(temperature, top_k, top_p, repetition_penalty, min_tokens_to_keep=1):
-    """Valide les paramètres de filtrage ; lève ``ValueError``/``TypeError`` en français."""
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
-        raise ValueError(
-            f"temperature doit être un nombre strictement positif (1.0 = inchangé), reçu {temperature!r}. "
-            "Pour un décodage glouton, utilisez do_sample=False."
-        )
-    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0:
-        raise ValueError(f"top_k doit être un entier ≥ 0 (0 = désactivé), reçu {top_k!r}.")
-    if isinstance(top_p, bool) or not isinstance(top_p, (int, float)) or not 0 < top_p <= 1:
-        raise ValueError(f"top_p doit être dans l'intervalle ]0, 1] (1.0 = désactivé), reçu {top_p!r}.")
-    if (
-        isinstance(repetition_penalty, bool)
-        or not isinstance(repetition_penalty, (int, float))
-        or not repetition_penalty > 0
-    ):
-        raise ValueError(
-            f"repetition_penalty doit être un nombre strictement positif (1.0 = aucune pénalité), "
-            f"reçu {repetition_penalty!r}."
-        )
-    if isinstance(min_tokens_to_keep, bool) or not isinstance(min_tokens_to_keep, int) or min_tokens_to_keep < 1:
-        raise ValueError(f"min_tokens_to_keep doit être un entier ≥ 1, reçu {min_tokens_to_keep!r}.")
+    """Valide les paramètres de filtrage (voir :mod:`atelier.runtime.checks`) ; les renvoie en types Python."""
+    try:
+        temperature = check_float("temperature", temperature, min=0, min_open=True)
+    except ValueError as exc:
+        raise ValueError(f"{exc} Pour un décodage glouton, utilisez do_sample=False.") from None
+    return (temperature,
+            check_int("top_k", top_k, min=0),  # 0 = désactivé
+            check_float("top_p", top_p, min=0, max=1, min_open=True),  # 1.0 = désactivé
+            check_float("repetition_penalty", repetition_penalty, min=0, min_open=True),  # 1.0 = aucune pénalité
+            check_int("min_tokens_to_keep", min_tokens_to_keep, min=1))
 
 
 def filter_logits(
@@ -70,7 +61,8 @@ def filter_logits(
         raise TypeError("logits doit être un torch.Tensor flottant de forme (V,) ou (B, V).")
     if logits.dim() not in (1, 2) or logits.shape[-1] == 0:
         raise ValueError(f"logits doit avoir la forme (V,) ou (B, V) avec V ≥ 1, reçu {tuple(logits.shape)}.")
-    _check_params(temperature, top_k, top_p, repetition_penalty, min_tokens_to_keep)
+    temperature, top_k, top_p, repetition_penalty, min_tokens_to_keep = _check_params(
+        temperature, top_k, top_p, repetition_penalty, min_tokens_to_keep)
     squeeze = logits.dim() == 1
     scores = logits.unsqueeze(0) if squeeze else logits.clone()  # (B, V)
     B, V = scores.shape
@@ -156,16 +148,14 @@ def generate_ids(
     """
     if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2 or input_ids.shape[1] == 0:
         raise ValueError("input_ids doit être un tenseur (B, T) non vide, sans remplissage.")
-    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens doit être un entier ≥ 1, reçu {max_new_tokens!r}.")
-    if isinstance(num_return_sequences, bool) or not isinstance(num_return_sequences, int) or num_return_sequences < 1:
-        raise ValueError(f"num_return_sequences doit être un entier ≥ 1, reçu {num_return_sequences!r}.")
+    max_new_tokens = check_int("max_new_tokens", max_new_tokens, min=1)
+    num_return_sequences = check_int("num_return_sequences", num_return_sequences, min=1)
     if num_return_sequences > 1 and not do_sample:
         raise ValueError(
             "num_return_sequences > 1 n'a de sens qu'avec do_sample=True : "
             "le décodage glouton donnerait des copies identiques."
         )
-    _check_params(temperature, top_k, top_p, repetition_penalty)
+    temperature, top_k, top_p, repetition_penalty, _ = _check_params(temperature, top_k, top_p, repetition_penalty)
     window = context_window(model)
     if window is not None and input_ids.shape[1] + max_new_tokens > window:
         raise ValueError(
@@ -215,8 +205,7 @@ def generate(model, tokenizer, prompt, **params):
     (``max_new_tokens``, ``do_sample``, ``temperature``, ``top_k``, ``top_p``,
     ``repetition_penalty``, ``num_return_sequences``, ``seed``).
     """
-    if not isinstance(prompt, str):
-        raise TypeError(f"prompt doit être une chaîne de caractères, reçu {type(prompt).__name__}.")
+    check_type("prompt", prompt, str)
     if not prompt.strip():
         raise ValueError("Le prompt est vide : donnez au moins un mot à compléter.")
     unknown = set(params) - {
@@ -249,8 +238,7 @@ def distinct_n(sequences: Sequence[Sequence], n: int = 2) -> float:
 
     Chaque séquence est une liste de jetons (ou de mots). 1.0 = aucun n-gramme répété.
     """
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n doit être un entier ≥ 1, reçu {n!r}.")
+    n = check_int("n", n, min=1)
     grams = [tuple(seq[i:i + n]) for seq in sequences for i in range(len(seq) - n + 1)]
     if not grams:
         raise ValueError(f"Aucun {n}-gramme : les séquences sont trop courtes.")

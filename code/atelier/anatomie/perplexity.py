@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from atelier.anatomie.generation import context_window
+from atelier.runtime.checks import check_int, check_type
 
 
 def _required_context_window(model):
@@ -105,15 +106,13 @@ def perplexity(model, tokenizer, text, *, stride=None, max_length=None, prepend_
     (Gemma, Llama), non sinon (GPT-2) ; ``False`` reproduit exactement la
     recette de la documentation de transformers.
     """
-    if not isinstance(text, str):
-        raise TypeError(f"text doit être une chaîne de caractères, reçu {type(text).__name__}.")
+    check_type("text", text, str)
     if not text.strip():
         raise ValueError("Le texte est vide : la perplexité n'est pas définie.")
     window = _required_context_window(model)
     if max_length is None:
         max_length = window
-    if isinstance(max_length, bool) or not isinstance(max_length, int) or not 3 <= max_length <= window:
-        raise ValueError(f"max_length doit être un entier entre 3 et {window} (fenêtre du modèle), reçu {max_length!r}.")
+    max_length = check_int("max_length", max_length, min=3, max=window)  # au plus la fenêtre du modèle
     input_ids = tokenizer(text, return_tensors="pt")["input_ids"].to(model.device)  # (1, N)
     n = input_ids.shape[1]
     bos = getattr(tokenizer, "bos_token_id", None)
@@ -132,7 +131,7 @@ def perplexity(model, tokenizer, text, *, stride=None, max_length=None, prepend_
                 f"passez stride=… (entre 1 et {content}) pour la méthode de la fenêtre glissante."
             )
         stride = content
-    elif isinstance(stride, bool) or not isinstance(stride, int) or not 1 <= stride <= content:
-        raise ValueError(f"stride doit être un entier entre 1 et {content} (jetons du texte par fenêtre), reçu {stride!r}.")
+    else:
+        stride = check_int("stride", stride, min=1, max=content)  # au plus les jetons du texte par fenêtre
     nll = token_nll(model, input_ids, max_length=max_length, stride=stride, bos_id=bos if prepend_bos else None)
     return math.exp(nll.mean().item())

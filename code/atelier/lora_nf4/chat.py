@@ -26,6 +26,8 @@ from pathlib import Path
 
 import torch
 
+from atelier.runtime.checks import check_float, check_int
+
 __all__ = [
     "ROLES",
     "load_dialogues",
@@ -134,8 +136,8 @@ def split_by_first_prompt(conversations: Sequence[dict], test_fraction: float = 
     Les conversations qui partagent la même première question (les branches
     d'un même arbre OASST) vont toutes du même côté.
     """
-    if not 0 < test_fraction < 1:
-        raise ValueError(f"test_fraction doit être strictement entre 0 et 1, reçu {test_fraction!r}.")
+    test_fraction = check_float("test_fraction", test_fraction, min=0, max=1, min_open=True, max_open=True)
+    seed = check_int("seed", seed, min=0)
     prompts = sorted({_first_prompt(c) for c in conversations})
     if len(prompts) < 2:
         raise ValueError("Il faut au moins deux premières questions différentes pour séparer entraînement et test.")
@@ -182,8 +184,8 @@ def tokenize_conversation(tokenizer, messages: Sequence[dict], max_length: int |
     """
     if not getattr(tokenizer, "is_fast", False):
         raise TypeError("Un tokeniseur « rapide » (tokenizers) est nécessaire pour repérer les jetons de l'assistant.")
-    if max_length is not None and (isinstance(max_length, bool) or not isinstance(max_length, int) or max_length <= 0):
-        raise ValueError(f"max_length doit être un entier strictement positif ou None, reçu {max_length!r}.")
+    if max_length is not None:
+        max_length = check_int("max_length", max_length, min=1)  # ou None : pas de troncature
     text, spans = _assistant_spans(tokenizer, messages)
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     ids = enc["input_ids"]
@@ -200,17 +202,14 @@ def tokenize_conversation(tokenizer, messages: Sequence[dict], max_length: int |
 # Génération (avec ou sans flux)
 # ----------------------------------------------------------------------------
 def _generation_kwargs(tokenizer, temperature: float, top_p: float, max_new_tokens: int) -> dict:
-    if not isinstance(max_new_tokens, int) or isinstance(max_new_tokens, bool) or max_new_tokens <= 0:
-        raise ValueError(f"max_new_tokens doit être un entier strictement positif, reçu {max_new_tokens!r}.")
-    if not 0 < top_p <= 1:
-        raise ValueError(f"top_p doit être dans ]0, 1], reçu {top_p!r}.")
-    if temperature < 0:
-        raise ValueError(f"temperature doit être positive ou nulle (0 = glouton), reçu {temperature!r}.")
+    max_new_tokens = check_int("max_new_tokens", max_new_tokens, min=1)
+    top_p = check_float("top_p", top_p, min=0, max=1, min_open=True)
+    temperature = check_float("temperature", temperature, min=0)  # 0 = glouton
     kw = {"max_new_tokens": max_new_tokens, "pad_token_id": tokenizer.pad_token_id or tokenizer.eos_token_id}
     if temperature == 0:
         kw.update(do_sample=False)
     else:
-        kw.update(do_sample=True, temperature=float(temperature), top_p=float(top_p))
+        kw.update(do_sample=True, temperature=temperature, top_p=top_p)
     return kw
 
 

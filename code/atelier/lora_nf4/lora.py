@@ -37,7 +37,7 @@ class LoRALinear(nn.Module):
         super().__init__()
         if not isinstance(base, nn.Linear):
             raise TypeError(f"base doit être une couche torch.nn.Linear, reçu {type(base).__name__}.")
-        check_rank_alpha(r, alpha, dropout)
+        r, alpha, dropout = check_rank_alpha(r, alpha, dropout)
         self.base = base
         self.r = r
         self.alpha = alpha
@@ -113,7 +113,7 @@ def apply_lora(model: nn.Module, target_modules: Iterable[str], r: int, alpha: f
     targets = [target_modules] if isinstance(target_modules, str) else list(target_modules)
     if not targets:
         raise ValueError("target_modules est vide : donnez des noms de couches, par exemple ['q_proj', 'v_proj'].")
-    check_rank_alpha(r, alpha, dropout)
+    r, alpha, dropout = check_rank_alpha(r, alpha, dropout)
     for p in model.parameters():
         p.requires_grad_(False)
     found = [

@@ -31,6 +31,7 @@ import torch
 from atelier.adapters import add_lora
 from atelier.lora_nf4.chat import IGNORE_INDEX, load_dialogues, load_model, split_by_first_prompt, tokenize_conversation, validate_dialogues
 from atelier.lora_nf4.quantization import keep_4bit_trainable, packed_for_inference
+from atelier.runtime.checks import check_float, check_int
 
 __all__ = [
     "DEFAULT_TARGETS",
@@ -95,6 +96,7 @@ def evaluate(model, examples: Sequence[dict], pad_id: int, batch_size: int = 8) 
 
     if not examples:
         raise ValueError("Aucun exemple à évaluer.")
+    batch_size = check_int("batch_size", batch_size, min=1)
     was_training = model.training
     model.eval()
     total, count = 0.0, 0
@@ -128,9 +130,14 @@ def train(model, examples: Sequence[dict], pad_id: int, *, max_steps: int | None
 
     if not examples:
         raise ValueError("Aucun exemple d'entraînement.")
-    for name, v in (("batch_size", batch_size), ("grad_accum", grad_accum)):
-        if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-            raise ValueError(f"{name} doit être un entier strictement positif, reçu {v!r}.")
+    batch_size = check_int("batch_size", batch_size, min=1)
+    grad_accum = check_int("grad_accum", grad_accum, min=1)
+    if max_steps is not None:
+        max_steps = check_int("max_steps", max_steps, min=1)
+    epochs = check_float("epochs", epochs, min=0, min_open=True)
+    lr = check_float("lr", lr, min=0, min_open=True)
+    warmup_steps = check_int("warmup_steps", warmup_steps, min=0)
+    seed = check_int("seed", seed, min=0)
     accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available())
     generator = torch.Generator().manual_seed(seed)
     loader = DataLoader(list(examples), batch_size=batch_size, shuffle=True, generator=generator,

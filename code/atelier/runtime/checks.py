@@ -105,10 +105,14 @@ def check_choice(name: str, value, choices: Iterable):
     return value
 
 
+_TYPE_NAMES = {str: "str (chaîne de caractères)", bool: "bool (booléen)", int: "int (entier)", float: "float (réel)",
+               list: "list (liste)", dict: "dict (dictionnaire)"}
+
+
 def check_type(name: str, value, types: type | tuple[type, ...]):
     """``value`` doit être une instance de ``types`` ; la renvoie, ou lève ``TypeError``."""
     types = types if isinstance(types, tuple) else (types,)
     if not isinstance(value, types):
-        accepted = " ou ".join(t.__name__ for t in types)
+        accepted = " ou ".join(_TYPE_NAMES.get(t, t.__name__) for t in types)
         raise TypeError(f"{name} doit être de type {accepted}{_NBSP}; reçu {type(value).__name__}.")
     return value

@@ -271,8 +271,9 @@ def apply_threads() -> int:
 
 def seed_everything(seed: int = 0) -> int:
     """Fixe les graines de ``random``, NumPy et PyTorch ; renvoie la graine."""
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"La graine doit être un entier positif ou nul, reçu {seed!r}.")
+    from atelier.runtime.checks import check_int
+
+    seed = check_int("seed (la graine)", seed, min=0, max=2**32 - 1)  # borne de NumPy
     random.seed(seed)
     os.environ["PYTHONHASHSEED"] = str(seed)
     try:
