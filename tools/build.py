@@ -26,6 +26,7 @@ from pathlib import Path
 
 import atelier
 from atelier.runtime import config
+from atelier.runtime.fmt import nombre
 
 PACKAGE_DIR = Path(atelier.__file__).resolve().parent
 BOOK_DIR = config.REPO_ROOT / "book"
@@ -316,7 +317,7 @@ def page_weights(outdir: Path) -> dict[str, float]:
 
 def weights_table_html(weights: dict[str, float]) -> str:
     rows = "".join(
-        f"<tr><td>{page}</td><td>{kb:,.0f}</td></tr>".replace(",", "\u202f") for page, kb in weights.items()
+        f"<tr><td>{page}</td><td>{nombre(kb)}</td></tr>" for page, kb in weights.items()
     )
     return (
         '<table class="table execution-report"><thead><tr><th>Page</th><th>Poids (Kio)</th></tr></thead>'

