@@ -9,7 +9,10 @@ from atelier.runtime import book, config
 
 def test_profile_default_and_override(monkeypatch):
     monkeypatch.delenv("ATELIER_PROFILE", raising=False)
-    assert config.get_profile() == "light"  # pas de GPU ici
+    monkeypatch.setattr(config, "_cuda_available", lambda: False)
+    assert config.get_profile() == "light" and config.profile_source() == "défaut (pas de GPU)"
+    monkeypatch.setattr(config, "_cuda_available", lambda: True)
+    assert config.get_profile() == "full" and "GPU CUDA présent" in config.profile_source()
     monkeypatch.setenv("ATELIER_PROFILE", "FULL")
     assert config.get_profile() == "full"
     monkeypatch.setenv("ATELIER_PROFILE", "moyen")
@@ -52,6 +55,7 @@ def test_setup_rejects_bad_slug(bad):
 
 def test_stamp_writes_run(monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("ATELIER_BUILD", str(tmp_path))
+    monkeypatch.setenv("ATELIER_PROFILE", "light")  # le même tampon sur une machine avec ou sans GPU
     ctx = book.setup("42_essai", seed=7)
     assert ctx.stamp() is None
     out = capsys.readouterr().out

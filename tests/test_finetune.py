@@ -281,7 +281,12 @@ def test_run_each_approach(encoder, approach):
     assert all(torch.equal(v, base[k]) for k, v in encoder.state_dict().items())
     assert res.approach == approach and res.n_train == 18 and res.seed == 0
     assert set(res.scores) == {"accuracy", "f1_macro", "f1_weighted"}
-    assert 0 <= res.scores["accuracy"] <= 1
+    # les scores sont ceux des prédictions rendues, recalculés par scikit-learn
+    from sklearn.metrics import accuracy_score, f1_score
+
+    y_test = encode_labels(test["label"], LABELS)
+    assert res.scores["accuracy"] == pytest.approx(accuracy_score(y_test, res.test_predictions))
+    assert res.scores["f1_macro"] == pytest.approx(f1_score(y_test, res.test_predictions, average="macro"))
     assert res.test_predictions.shape == (12,) and res.test_embeddings.shape == (12, 32)
     assert np.allclose(np.linalg.norm(res.test_embeddings, axis=1), 1, atol=1e-5)
     assert res.train_seconds > 0 and res.peak_mb >= res.start_mb > 0

@@ -235,12 +235,6 @@ def test_chapter_ends_with_execution_stamp(page):
 
 
 @pytest.mark.site
-@pytest.mark.parametrize("page", PAGES, ids=_rel)
-def test_page_loads_nothing_from_another_host(page):
-    assert site.remote_resources_in_html(site.soup(page)) == []
-
-
-@pytest.mark.site
 def test_stylesheets_load_nothing_from_another_host():
     assert site.remote_resources_in_css(SITE) == []
 
