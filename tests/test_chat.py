@@ -18,13 +18,10 @@ def _write(tmp_path, lines, name="dialogues.jsonl") -> Path:
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
+def tiny(tiny_chat_path):
     from transformers import AutoTokenizer
 
-    from atelier.lora_nf4.sft import make_tiny_chat_model
-
-    path = make_tiny_chat_model(tmp_path_factory.mktemp("tiny"))
-    return AutoTokenizer.from_pretrained(path)
+    return AutoTokenizer.from_pretrained(tiny_chat_path)
 
 
 def test_load_valid_file_with_blank_lines(tmp_path):
@@ -206,12 +203,10 @@ def test_generation_parameters_are_checked(tiny):
     assert chat._generation_kwargs(tiny, 0.0, 0.9, 10)["do_sample"] is False
 
 
-def test_stream_reply_grows_and_matches_reply(tmp_path):
+def test_stream_reply_grows_and_matches_reply(tiny_chat_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from atelier.lora_nf4.sft import make_tiny_chat_model
-
-    path = make_tiny_chat_model(tmp_path / "m")
+    path = tiny_chat_path
     model, tok = AutoModelForCausalLM.from_pretrained(path).eval(), AutoTokenizer.from_pretrained(path)
     msgs = GOOD["messages"][:1]
     parts = list(chat.stream_reply(model, tok, msgs, temperature=0.0, max_new_tokens=12))

@@ -24,14 +24,12 @@ pytestmark = pytest.mark.skipif(not Path(CHROMIUM).is_file(), reason="Chromium a
 
 
 @pytest.fixture(scope="module")
-def model_and_adapter(tmp_path_factory):
+def model_and_adapter(tmp_path_factory, tiny_chat_path):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from atelier.lora_nf4.sft import make_tiny_chat_model
-
     root = tmp_path_factory.mktemp("ui")
-    path = make_tiny_chat_model(root / "model")
+    path = tiny_chat_path
     model = get_peft_model(AutoModelForCausalLM.from_pretrained(path),
                            LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
     torch.manual_seed(0)

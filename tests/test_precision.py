@@ -110,12 +110,12 @@ def test_threads_setting(monkeypatch):
     config.apply_threads()
 
 
-def test_chapter04_training_path_is_fp32_without_native_bf16(cpu_without_bf16, tmp_path):
+def test_chapter04_training_path_is_fp32_without_native_bf16(cpu_without_bf16, tiny_chat_path, tmp_path):
     """Le chemin du chapitre 04 (NF4 + LoRA + sft.train) sur un petit modèle : tout en float32."""
     from atelier.adapters import add_lora
     from atelier.lora_nf4 import chat, sft
 
-    path = sft.make_tiny_chat_model(tmp_path / "tiny")
+    path = tiny_chat_path
     model, tok = chat.load_model(path, four_bit=True, double_quant=False)
     assert model.config.quantization_config.bnb_4bit_compute_dtype == torch.float32
     model = add_lora(model, sft.DEFAULT_TARGETS, task="CAUSAL_LM", r=4, alpha=8, dropout=0.0)

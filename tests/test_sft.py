@@ -22,8 +22,8 @@ ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "d
 
 
 @pytest.fixture(scope="module")
-def tiny_path(tmp_path_factory):
-    return sft.make_tiny_chat_model(tmp_path_factory.mktemp("tiny"))
+def tiny_path(tiny_chat_path):
+    return tiny_chat_path
 
 
 @pytest.fixture(scope="module")
