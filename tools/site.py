@@ -1,13 +1,12 @@
 """Vérifications du site publié et des chemins qui mènent aux chapitres.
 
 Outillage du livre (aucun chapitre ne l'importe) : utilisé par
-``tests/test_site.py`` (site construit, liens, bibliographie),
+``tests/test_site.py`` (site construit, liens),
 ``tests/test_browser.py`` (Chromium) et ``tests/test_launch.py`` (Colab, Binder).
 
 - boutons de lancement (Binder, Colab) et de téléchargement de chaque page ;
 - ressources chargées depuis un autre hôte (le site doit marcher hors ligne) ;
 - liens internes et ancres ; liste et forme des liens externes ;
-- clés BibTeX en double et citations sans entrée ;
 - un petit serveur HTTP local (127.0.0.1) pour les tests dans le navigateur.
 """
 
@@ -248,35 +247,6 @@ def external_link_problem(url: str) -> str | None:
     if re.search(r"%(?![0-9A-Fa-f]{2})", url):
         return "séquence % mal encodée"
     return None
-
-
-# --- bibliographie ----------------------------------------------------------------------
-
-_BIB_ENTRY = re.compile(r"@(\w+)\s*[{(]\s*([^,\s]+)\s*,")
-_CITE = re.compile(r"\{(?:foot)?cite(?::[a-z]+)?\}`([^`]+)`")
-
-
-def bib_keys(path: Path) -> list[str]:
-    """Clés des entrées d'un fichier BibTeX (dans l'ordre, doublons compris)."""
-    text = Path(path).read_text(encoding="utf-8")
-    return [key for kind, key in _BIB_ENTRY.findall(text) if kind.lower() not in {"comment", "string", "preamble"}]
-
-
-def duplicate_bib_keys(files: list[Path]) -> dict[str, list[str]]:
-    """Clés définies plus d'une fois (casse ignorée, comme BibTeX) : ``{clé: [fichiers]}``."""
-    seen: dict[str, list[str]] = {}
-    for path in files:
-        for key in bib_keys(path):
-            seen.setdefault(key.lower(), []).append(Path(path).name)
-    return {k: v for k, v in seen.items() if len(v) > 1}
-
-
-def cited_keys(text: str) -> set[str]:
-    """Clés citées par ``{cite}`…``` (et variantes ``cite:p``, ``cite:t``, ``footcite``) dans la prose."""
-    from tools.typography import split_blocks
-
-    prose = "".join(c.text for c in split_blocks(text) if c.kind == "prose")
-    return {k.strip() for group in _CITE.findall(prose) for k in group.split(",") if k.strip()}
 
 
 # --- cellule d'installation (Colab) ----------------------------------------------------
