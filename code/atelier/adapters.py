@@ -1,8 +1,9 @@
 """Adaptateurs LoRA avec ``peft`` : un seul point d'entrée, :func:`add_lora`.
 
 Utilisé par les chapitres « CamemBERT ou CamemBERTa ? » (classifieur NLI,
-tâche ``SEQ_CLS``) et « LoRA et NF4 » (modèle de conversation, tâche
-``CAUSAL_LM``), et par :mod:`atelier.lora_nf4.lora` (réglages vérifiés par
+tâche ``SEQ_CLS``), « LoRA et NF4 » (modèle de conversation, tâche
+``CAUSAL_LM``) et « Fine-tuning d'embeddings ou de modèle ? » (encodeur nu,
+``task=None``), et par :mod:`atelier.lora_nf4.lora` (réglages vérifiés par
 :func:`check_rank_alpha`).
 """
 
@@ -16,7 +17,8 @@ from atelier.runtime.checks import check_choice, check_float, check_int
 
 __all__ = ["TASKS", "check_rank_alpha", "linear_layer_names", "add_lora"]
 
-TASKS = ("SEQ_CLS", "CAUSAL_LM")  # classification de séquences (chapitre 03), modèle de langage (chapitre 04)
+# classification de séquences (chapitre 03), modèle de langage (chapitre 04), encodeur sans tête (chapitre 05)
+TASKS = ("SEQ_CLS", "CAUSAL_LM", None)
 
 
 def check_rank_alpha(r, alpha, dropout) -> tuple[int, float, float]:
@@ -36,12 +38,12 @@ def linear_layer_names(model: nn.Module) -> list[str]:
     return sorted({name.rsplit(".", 1)[-1] for name, mod in model.named_modules() if isinstance(mod, nn.Linear)})
 
 
-def add_lora(model: nn.Module, target_modules: Sequence[str], *, task: str, r: int = 8, alpha: float = 16,
+def add_lora(model: nn.Module, target_modules: Sequence[str], *, task: str | None, r: int = 8, alpha: float = 16,
              dropout: float = 0.0, modules_to_save: Sequence[str] | None = None):
     """Enveloppe ``model`` avec des adaptateurs LoRA (``peft``) sur ``target_modules`` ; seuls eux s'entraînent.
 
-    ``task`` : ``"SEQ_CLS"`` (classifieur : la tête reste entraînable) ou
-    ``"CAUSAL_LM"`` (modèle de langage). Chaque nom visé doit désigner une
+    ``task`` : ``"SEQ_CLS"`` (classifieur : la tête reste entraînable),
+    ``"CAUSAL_LM"`` (modèle de langage) ou ``None`` (encodeur nu, sans tête). Chaque nom visé doit désigner une
     couche linéaire du modèle ; sinon, ``ValueError`` en français avec la liste
     des couches disponibles (``query``/``value`` sur RoBERTa,
     ``query_proj``/``value_proj`` sur DeBERTa-v2, ``q_proj``… sur Llama).

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from atelier.adapters import add_lora
 from atelier.embeddings.pooling import mean_pool  # moyenne masquée du chapitre « Embeddings »
 from atelier.finetuning.budget import FinetuneConfig, check_approach, setfit_pairs
 from atelier.finetuning.encoders import FeatureCache, autocast, embed, set_checkpointing
@@ -139,11 +140,8 @@ class TorchClassifier:
         if self.cfg.gradient_checkpointing:
             set_checkpointing(backbone, True)
         if self.approach == "lora":
-            from peft import LoraConfig, get_peft_model
-
-            backbone = get_peft_model(backbone, LoraConfig(
-                r=self.cfg.lora_r, lora_alpha=self.cfg.lora_alpha, lora_dropout=0.0,
-                target_modules=list(self.cfg.lora_targets)))
+            backbone = add_lora(backbone, self.cfg.lora_targets, task=None, r=self.cfg.lora_r,
+                                alpha=self.cfg.lora_alpha, dropout=0.0)
         elif self.cfg.freeze_layers:
             layers = backbone.encoder.layer
             if self.cfg.freeze_layers > len(layers):
