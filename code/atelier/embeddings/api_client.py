@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from atelier.embeddings.cache import EmbeddingCache, cache_key  # noqa: F401 (réexportés pour le chapitre 02)
+from atelier.runtime.checks import check_int
 
 RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 
@@ -144,8 +145,7 @@ class CachedEmbedder:
 
     def __init__(self, client, model: str, *, cache: EmbeddingCache | None = None, batch_size: int = 64,
                  max_retries: int = 5, base_delay: float = 0.5, sleep: Callable[[float], None] = time.sleep):
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size doit être un entier strictement positif, reçu {batch_size!r}.")
+        batch_size = check_int("batch_size", batch_size, min=1)
         self.client, self.model, self.cache, self.batch_size = client, model, cache, batch_size
         self.max_retries, self.base_delay, self.sleep = max_retries, base_delay, sleep
         self.retries = RetryLog()

@@ -19,6 +19,7 @@ from torch import nn
 from atelier.embeddings.cache import EmbeddingCache
 from atelier.finetuning.budget import FinetuneConfig
 from atelier.finetuning.fewshot import check_texts
+from atelier.runtime.checks import check_int
 from atelier.runtime.config import autocast as book_autocast
 from atelier.runtime.measure import disk_bytes
 
@@ -115,8 +116,8 @@ class FeatureCache:
     """
 
     def __init__(self, encoder, *, prefix: str = "", max_length: int = 64, bf16: bool = False, batch_size: int = 64):
-        if not isinstance(max_length, int) or max_length < 1:
-            raise ValueError(f"max_length doit être un entier ≥ 1, reçu {max_length!r}.")
+        max_length = check_int("max_length", max_length, min=1)
+        batch_size = check_int("batch_size", batch_size, min=1)
         self.encoder, self.prefix, self.max_length, self.bf16 = encoder, prefix, max_length, bool(bf16)
         self.batch_size = batch_size
         self._store = EmbeddingCache()  # le cache du livre (chapitre 02), en mémoire
