@@ -20,6 +20,9 @@ JOBS ?= 2
 export ATELIER_PROFILE ?= light
 export PYTHONHASHSEED := 0
 export TOKENIZERS_PARALLELISM := false
+# L'outillage du livre (tools/ : build, extension Sphinx tools.sphinx) n'est pas installé :
+# jupyter-book (lancé par son script, hors de la racine) le trouve par PYTHONPATH.
+export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
 
 JB := $(BIN)/jupyter-book build . --path-output . -W -n --keep-going
 NBMAKE_DIR := nbmake_out
@@ -48,7 +51,7 @@ web: node_modules/.installed
 
 # Modèles des paquets PyPI convertis une fois en safetensors (cache ~/.cache/atelier).
 assets: venv
-	$(PY) -m atelier.models prepare
+	$(PY) -m atelier.assets.models prepare
 
 # Chromium de Debian pour les tests dans le navigateur (aucun navigateur n'est téléchargé) :
 # Playwright (Python) pilote /usr/bin/chromium, installé ici par apt-get quand on est root.
@@ -64,10 +67,10 @@ browser:
 
 # --- livre -------------------------------------------------------------------
 notebooks: venv
-	$(PY) -m atelier.build notebooks
+	$(PY) -m tools.build notebooks
 
 book: venv web assets
-	$(PY) -m atelier.build check-pairs
+	$(PY) -m tools.build check-pairs
 	$(JB)
 	@echo "Livre écrit dans _build/html/index.html"
 
@@ -93,7 +96,7 @@ test: venv web assets browser
 	rm -rf $(NBMAKE_DIR) && mkdir -p $(NBMAKE_DIR)
 	cp book/[0-9][0-9]_*.ipynb $(NBMAKE_DIR)/
 	$(BIN)/pytest $(NBMAKE_DIR) --nbmake --nbmake-timeout=1800 --overwrite
-	$(PY) -m atelier.build import-executed $(NBMAKE_DIR)
+	$(PY) -m tools.build import-executed $(NBMAKE_DIR)
 	$(JB)
 	$(BIN)/pytest -m site tests
 

@@ -1,22 +1,15 @@
-"""Tests de atelier.attention : comparaison à PyTorch et aux modèles de transformers."""
+"""Tests de atelier.anatomie.attention : comparaison à PyTorch et aux modèles de transformers."""
 
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
-from transformers import (
-    Gemma3ForCausalLM,
-    Gemma3TextConfig,
-    GPT2Config,
-    GPT2LMHeadModel,
-    LlamaConfig,
-    LlamaForCausalLM,
-)
+from transformers import Gemma3TextConfig
 from transformers.models.gemma3.modeling_gemma3 import Gemma3RotaryEmbedding
 from transformers.models.gemma3.modeling_gemma3 import apply_rotary_pos_emb as hf_apply_rotary
 
-from atelier.attention import (
+from atelier.anatomie.attention import (
     apply_rotary,
     attention_entropy,
     attention_weights_from_model,
@@ -103,16 +96,11 @@ def test_rope_matches_transformers(theta, head_dim, length):
     torch.testing.assert_close(apply_rotary(x * 2, cos, sin), k_ref)
 
 
-def _tiny_gemma(sliding_window=5):
-    torch.manual_seed(0)
-    cfg = Gemma3TextConfig(
-        vocab_size=128, hidden_size=64, intermediate_size=128, num_hidden_layers=4,
-        num_attention_heads=4, num_key_value_heads=2, head_dim=16, query_pre_attn_scalar=24,
-        sliding_window=sliding_window, max_position_embeddings=64,
-        layer_types=["sliding_attention", "full_attention", "sliding_attention", "full_attention"],
-        attn_implementation="eager",
-    )
-    model = Gemma3ForCausalLM(cfg).eval()
+def _tiny_gemma(tiny_models, sliding_window=5):
+    model = tiny_models.gemma(vocab_size=128, hidden_size=64, intermediate_size=128, num_hidden_layers=4,
+                              head_dim=16, query_pre_attn_scalar=24, sliding_window=sliding_window,
+                              max_position_embeddings=64, attn_implementation="eager",
+                              layer_types=["sliding_attention", "full_attention"] * 2)
     with torch.no_grad():  # normes non triviales pour que la QK-norm compte vraiment
         for name, p in model.named_parameters():
             if "norm" in name:
@@ -120,25 +108,17 @@ def _tiny_gemma(sliding_window=5):
     return model
 
 
-def _tiny_gpt2():
-    torch.manual_seed(0)
-    cfg = GPT2Config(vocab_size=128, n_embd=32, n_layer=3, n_head=4, n_positions=64, attn_implementation="eager")
-    return GPT2LMHeadModel(cfg).eval()
+MAKERS = {
+    "gemma": _tiny_gemma,
+    "gpt2": lambda tm: tm.gpt2(n_layer=3, attn_implementation="eager"),
+    "llama": lambda tm: tm.llama(num_key_value_heads=1, attn_implementation="eager"),
+}
 
 
-def _tiny_llama():
-    torch.manual_seed(0)
-    cfg = LlamaConfig(
-        vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=1, max_position_embeddings=64, attn_implementation="eager",
-    )
-    return LlamaForCausalLM(cfg).eval()
-
-
-@pytest.mark.parametrize("make", [_tiny_gemma, _tiny_gpt2, _tiny_llama])
+@pytest.mark.parametrize("make", sorted(MAKERS))
 @pytest.mark.parametrize("batch, length", [(1, 3), (2, 12)])
-def test_attention_weights_from_model_equal_returned_weights(make, batch, length):
-    model = make()
+def test_attention_weights_from_model_equal_returned_weights(tiny_models, make, batch, length):
+    model = MAKERS[make](tiny_models)
     ids = torch.randint(0, 128, (batch, length), generator=torch.Generator().manual_seed(length))
     with torch.no_grad():
         returned = model(ids, output_attentions=True).attentions
@@ -148,8 +128,8 @@ def test_attention_weights_from_model_equal_returned_weights(make, batch, length
         torch.testing.assert_close(ours, returned[layer], atol=1e-6, rtol=1e-5)
 
 
-def test_sliding_window_layer_really_masks():
-    model = _tiny_gemma(sliding_window=3)
+def test_sliding_window_layer_really_masks(tiny_models):
+    model = _tiny_gemma(tiny_models, sliding_window=3)
     ids = torch.randint(0, 128, (1, 8), generator=torch.Generator().manual_seed(0))
     local = attention_weights_from_model(model, ids, 0)  # couche à fenêtre glissante
     full = attention_weights_from_model(model, ids, 1)  # couche globale
@@ -168,7 +148,7 @@ def test_attention_entropy():
     torch.testing.assert_close(attention_entropy(onehot), torch.zeros(1))
 
 
-def test_bad_inputs():
+def test_bad_inputs(tiny_models):
     q = torch.randn(2, 3, 4)
     with pytest.raises(TypeError, match="torch.Tensor"):
         scaled_dot_product_attention([1.0], q, q)
@@ -182,7 +162,7 @@ def test_bad_inputs():
         scaled_dot_product_attention(q, q, q, torch.ones(3, 3, dtype=torch.long))
     with pytest.raises(ValueError, match="length"):
         causal_mask(0)
-    model = _tiny_gpt2()
+    model = MAKERS["gpt2"](tiny_models)
     ids = torch.randint(0, 128, (1, 4))
     with pytest.raises(ValueError, match="entre 0 et 2"):
         attention_weights_from_model(model, ids, 3)
@@ -197,7 +177,7 @@ def test_bad_inputs():
 def test_real_causal_lm_attention():
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from atelier.models import model_id
+    from atelier.assets.models import model_id
 
     path = model_id("causal_lm")
     tok = AutoTokenizer.from_pretrained(path)

@@ -1,15 +1,18 @@
-"""atelier.book et atelier.config : profil, graines, tampon, rendu plotly."""
+"""atelier.runtime.book et atelier.runtime.config : profil, graines, tampon, rendu plotly."""
 
 import json
 
 import pytest
 
-from atelier import book, config
+from atelier.runtime import book, config
 
 
 def test_profile_default_and_override(monkeypatch):
     monkeypatch.delenv("ATELIER_PROFILE", raising=False)
-    assert config.get_profile() == "light"  # pas de GPU ici
+    monkeypatch.setattr(config, "_cuda_available", lambda: False)
+    assert config.get_profile() == "light" and config.profile_source() == "défaut (pas de GPU)"
+    monkeypatch.setattr(config, "_cuda_available", lambda: True)
+    assert config.get_profile() == "full" and "GPU CUDA présent" in config.profile_source()
     monkeypatch.setenv("ATELIER_PROFILE", "FULL")
     assert config.get_profile() == "full"
     monkeypatch.setenv("ATELIER_PROFILE", "moyen")
@@ -22,10 +25,17 @@ def test_data_dir_override(monkeypatch, tmp_path):
     assert config.data_dir() == tmp_path.resolve()
 
 
-@pytest.mark.parametrize("bad", [-1, 1.5, "0", True])
-def test_seed_rejects_bad_values(bad):
-    with pytest.raises(ValueError, match="graine"):
+@pytest.mark.parametrize("bad, error", [(-1, ValueError), (2**32, ValueError), (1.5, TypeError), ("0", TypeError),
+                                        (True, TypeError)])
+def test_seed_rejects_bad_values(bad, error):
+    with pytest.raises(error, match="graine"):
         config.seed_everything(bad)
+
+
+def test_seed_accepts_numpy_integers():
+    import numpy as np
+
+    assert config.seed_everything(np.int64(3)) == 3
 
 
 def test_seed_makes_torch_deterministic():
@@ -45,6 +55,7 @@ def test_setup_rejects_bad_slug(bad):
 
 def test_stamp_writes_run(monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("ATELIER_BUILD", str(tmp_path))
+    monkeypatch.setenv("ATELIER_PROFILE", "light")  # le même tampon sur une machine avec ou sans GPU
     ctx = book.setup("42_essai", seed=7)
     assert ctx.stamp() is None
     out = capsys.readouterr().out

@@ -25,8 +25,8 @@ from urllib.parse import quote, urljoin, urlsplit
 
 import pytest
 
-from atelier import site
-from atelier.config import REPO_ROOT
+from atelier.runtime.config import REPO_ROOT
+from tools import site
 
 pytestmark = pytest.mark.site
 
@@ -37,7 +37,6 @@ CHROMIUM_ARGS = [
 ]
 ROOT = Path(os.environ.get("ATELIER_SITE_SOURCE", REPO_ROOT)).resolve()  # autre livre source (essais)
 SITE = site.site_dir()
-CFG = site.book_config(ROOT)
 BUILT = (SITE / "index.html").exists()
 # index.html ne fait que rediriger vers la préface : testé à part.
 PAGES = [p.relative_to(SITE).as_posix() for p in site.html_pages(SITE) if p.name != "index.html"] if BUILT else []
@@ -240,27 +239,14 @@ def test_plotly_figures_are_drawn(run, rel):
     assert state["drawn"] == state["figures"], f"{state['figures']} figures plotly, {state['drawn']} dessinées"
 
 
-@pytest.mark.parametrize("rel", PAGES)
-def test_screenshot_saved(run, rel):
-    shot = Path(run["pages"][rel]["screenshot"])
-    assert shot.exists() and shot.stat().st_size > 5_000
-
-
 @pytest.mark.parametrize("rel", CHAPTERS)
 def test_launch_and_download_buttons(run, rel):
+    """Ce que seul un navigateur voit : les menus s'affichent et les téléchargements répondent.
+    Les cibles des liens sont vérifiées sur le HTML par tests/test_site.py."""
     state = run["pages"][rel]
-    docname = rel.removesuffix(".html")
     assert state["launch_visible"] and state["download_visible"], "menus de lancement / téléchargement invisibles"
-    paths = {site.notebook_path(p, u, CFG) for p in ("Binder", "Colab") for u in state["launch"] if p.lower() in u}
-    assert len(state["launch"]) == 2 and paths == {f"{docname}.ipynb"}, state["launch"]
-    name = docname.split("/")[-1]
-    assert {h.split("/")[-1] for h in state["download"]} >= {f"{name}.ipynb", f"{name}.md"}, state["download"]
-    assert all(status == 200 for status in state["download_status"].values()), state["download_status"]
-
-
-@pytest.mark.parametrize("rel", CHAPTERS)
-def test_chapter_shows_execution_stamp(run, rel):
-    assert run["pages"][rel]["stamp"], "« Page exécutée le … » absent (ctx.stamp() en fin de chapitre)"
+    assert state["download_status"] and all(status == 200 for status in state["download_status"].values()), (
+        state["download_status"])
 
 
 def test_index_opens_the_root_page(run):

@@ -1,11 +1,11 @@
-"""atelier.build : empreinte du code des chapitres, invalidation et import du cache."""
+"""tools.build : empreinte du code des chapitres, invalidation et import du cache."""
 
 import shutil
 
 import nbformat
 import pytest
 
-from atelier import build
+from tools import build
 
 
 @pytest.fixture()
@@ -27,8 +27,8 @@ def mini_repo(tmp_path):
 def test_chapter_modules_follow_imports(mini_repo):
     _, md = mini_repo
     mods = build.chapter_modules(md)
-    assert "metrics" in mods and "book" in mods and "config" in mods
-    assert "sphinx" not in mods
+    assert {"atelier", "atelier.metrics", "atelier.runtime", "atelier.runtime.book", "atelier.runtime.config"} <= set(mods)
+    assert "atelier.anatomie.attention" not in mods and not any(m.startswith("tools") for m in mods)
 
 
 def test_chapter_hash_changes_with_imported_module(mini_repo, monkeypatch, tmp_path):
@@ -37,7 +37,7 @@ def test_chapter_hash_changes_with_imported_module(mini_repo, monkeypatch, tmp_p
     shutil.copytree(build.PACKAGE_DIR, pkg, ignore=shutil.ignore_patterns("__pycache__"))
     monkeypatch.setattr(build, "PACKAGE_DIR", pkg)
     h0 = build.chapter_hash(md)
-    (pkg / "sphinx.py").write_text("# autre module, non importé\n")
+    (pkg / "anatomie" / "attention.py").write_text("# autre module, non importé\n")
     assert build.chapter_hash(md) == h0
     (pkg / "metrics.py").write_text((pkg / "metrics.py").read_text() + "\n# changement\n")
     assert build.chapter_hash(md) != h0
@@ -67,3 +67,68 @@ def test_import_then_invalidate(mini_repo, tmp_path):
     assert build.invalidate_stale_chapters(root, str(cache)) == ["book/01_essai"]
     with pytest.raises(KeyError):
         get_cache(str(cache)).match_cache_notebook(build.read_md_notebook(md))
+
+
+# --- sous-paquets : imports absolus, relatifs, paquets, fermeture transitive ------------
+
+def _chapter(book_dir, name, code):
+    md = book_dir / f"{name}.md"
+    md.write_text(
+        "---\njupytext:\n  text_representation:\n    extension: .md\n    format_name: myst\n"
+        "kernelspec:\n  display_name: Python 3\n  language: python\n  name: python3\n---\n\n# Essai\n\n"
+        f"```{{code-cell}} ipython3\n{code}\n```\n",
+        "utf-8",
+    )
+    return md
+
+
+def test_imported_modules_resolves_subpackages_and_relative_imports():
+    got = build.imported_modules("from atelier.anatomie import attention as A\nimport atelier.lora_nf4.sft\n"
+                                 "def f():\n    from atelier.runtime.config import seed_everything\n")
+    assert {"atelier", "atelier.anatomie", "atelier.anatomie.attention", "atelier.lora_nf4",
+            "atelier.lora_nf4.sft", "atelier.runtime", "atelier.runtime.config"} <= got
+    # Imports relatifs, depuis un module puis depuis le __init__ d'un paquet.
+    assert "atelier.lora_nf4.chat" in build.imported_modules("from .chat import IGNORE_INDEX", "atelier.lora_nf4.sft")
+    assert "atelier.runtime.config" in build.imported_modules("from ..runtime import config", "atelier.lora_nf4.sft")
+    assert "atelier.finetuning.budget" in build.imported_modules("from . import budget", "atelier.finetuning", True)
+    assert "atelier.finetuning.budget" in build.imported_modules("from .budget import APPROACHES",
+                                                                 "atelier.finetuning", True)
+    # Ni un nom qui n'est pas un module, ni un module absent, ni un autre paquet.
+    assert build.imported_modules("from atelier.anatomie.attention import causal_mask\nimport numpy") == {
+        "atelier", "atelier.anatomie", "atelier.anatomie.attention"}
+    assert build.imported_modules("from atelier.inexistant import x\nfrom tools import build") == {"atelier"}
+
+
+def test_changed_submodule_marks_exactly_its_chapters_stale(tmp_path, monkeypatch):
+    """Modifier un module d'un sous-paquet périme les chapitres qui l'importent, directement ou non, et eux seuls."""
+    book_dir = tmp_path / "book"
+    book_dir.mkdir()
+    _chapter(book_dir, "01_attention", "from atelier.anatomie import attention as A")
+    _chapter(book_dir, "02_sft", "import atelier.lora_nf4.sft")            # chat, quantization… par transitivité
+    _chapter(book_dir, "03_chat", "from atelier.lora_nf4.chat import IGNORE_INDEX")
+    _chapter(book_dir, "04_metriques", "from atelier.metrics import classification_scores")
+    _chapter(book_dir, "05_finetuning", "from atelier import finetuning as F")  # le __init__ réexporte tout
+    pkg = tmp_path / "pkg"
+    shutil.copytree(build.PACKAGE_DIR, pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(build, "PACKAGE_DIR", pkg)
+    cache = tmp_path / "cache"
+
+    def stale_after(*changed):
+        build.record_chapter_hashes(tmp_path, cache)
+        assert build.stale_chapter_docnames(tmp_path, cache) == []
+        for rel in changed:
+            path = pkg / rel
+            path.write_text(path.read_text("utf-8") + "\n# changement\n", "utf-8")
+        return build.stale_chapter_docnames(tmp_path, cache)
+
+    assert stale_after("anatomie/attention.py") == ["book/01_attention"]
+    assert stale_after("lora_nf4/quantization.py") == ["book/02_sft", "book/03_chat"]
+    assert stale_after("lora_nf4/sft.py") == ["book/02_sft"]
+    assert stale_after("lora_nf4/__init__.py") == ["book/02_sft", "book/03_chat"]
+    assert stale_after("finetuning/training.py") == ["book/05_finetuning"]
+    # fewshot est importé par finetuning ; metrics, par le chapitre 04 et par finetuning.
+    assert stale_after("metrics.py") == ["book/04_metriques", "book/05_finetuning"]
+    assert stale_after("embeddings/pooling.py") == ["book/05_finetuning"]
+    # Un module que personne n'importe ne périme rien ; le socle (runtime) périme tout.
+    assert stale_after("embeddings/serve.py") == []
+    assert stale_after("runtime/measure.py") == [f"book/{md.stem}" for md in sorted(book_dir.glob("*.md"))]

@@ -1,12 +1,12 @@
-"""atelier.chat : lecture des dialogues, séparation, chat template et étiquettes."""
+"""atelier.lora_nf4.chat : lecture des dialogues, séparation, chat template et étiquettes."""
 
 import json
 from pathlib import Path
 
 import pytest
 
-from atelier import chat
-from atelier.chat import IGNORE_INDEX, load_dialogues, split_by_first_prompt, tokenize_conversation
+from atelier.lora_nf4 import chat
+from atelier.lora_nf4.chat import IGNORE_INDEX, load_dialogues, split_by_first_prompt, tokenize_conversation
 
 GOOD = {"messages": [{"role": "user", "content": "Bonjour ?"}, {"role": "assistant", "content": "Bonjour !"}]}
 
@@ -18,13 +18,10 @@ def _write(tmp_path, lines, name="dialogues.jsonl") -> Path:
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
+def tiny(tiny_chat_path):
     from transformers import AutoTokenizer
 
-    from atelier.sft import make_tiny_chat_model
-
-    path = make_tiny_chat_model(tmp_path_factory.mktemp("tiny"))
-    return AutoTokenizer.from_pretrained(path)
+    return AutoTokenizer.from_pretrained(tiny_chat_path)
 
 
 def test_load_valid_file_with_blank_lines(tmp_path):
@@ -72,7 +69,7 @@ def test_validate_in_memory_list():
 
 
 def test_real_oasst_files_are_valid():
-    from atelier import config
+    from atelier.runtime import config
 
     folder = config.data_dir() / "oasst1_fr_vigogne"
     if not folder.is_dir():
@@ -102,7 +99,7 @@ def test_split_by_first_prompt_has_no_leak():
 
 
 def test_split_real_1k_file_by_tree():
-    from atelier import config
+    from atelier.runtime import config
 
     path = config.data_dir() / "oasst1_fr_vigogne" / "oasst1_fr_1k.messages.jsonl"
     if not path.is_file():
@@ -161,7 +158,7 @@ def test_truncation(tiny):
 def test_real_chat_template_if_prepared():
     from transformers import AutoTokenizer
 
-    from atelier import models
+    from atelier.assets import models
 
     path = models.local_dir("chat")
     if not (path / "tokenizer.json").is_file():
@@ -206,12 +203,10 @@ def test_generation_parameters_are_checked(tiny):
     assert chat._generation_kwargs(tiny, 0.0, 0.9, 10)["do_sample"] is False
 
 
-def test_stream_reply_grows_and_matches_reply(tmp_path):
+def test_stream_reply_grows_and_matches_reply(tiny_chat_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from atelier.sft import make_tiny_chat_model
-
-    path = make_tiny_chat_model(tmp_path / "m")
+    path = tiny_chat_path
     model, tok = AutoModelForCausalLM.from_pretrained(path).eval(), AutoTokenizer.from_pretrained(path)
     msgs = GOOD["messages"][:1]
     parts = list(chat.stream_reply(model, tok, msgs, temperature=0.0, max_new_tokens=12))

@@ -1,4 +1,4 @@
-"""Bout en bout : ``python -m atelier.chat`` dans Chromium sans écran (Playwright).
+"""Bout en bout : ``python -m atelier.lora_nf4.chat`` dans Chromium sans écran (Playwright).
 
 Démarre l'application Gradio sur 127.0.0.1 avec un minuscule modèle aléatoire
 et un adaptateur LoRA, tape un message dans le navigateur et vérifie que la
@@ -6,9 +6,6 @@ réponse arrive en flux (le texte affiché grandit plusieurs fois).
 """
 
 import os
-import socket
-import subprocess
-import sys
 import re
 import time
 import urllib.request
@@ -26,21 +23,13 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).is_file(), reason="Chromium absent (apt-get install chromium)")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def model_and_adapter(tmp_path_factory):
+def model_and_adapter(tmp_path_factory, tiny_chat_path):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from atelier.sft import make_tiny_chat_model
-
     root = tmp_path_factory.mktemp("ui")
-    path = make_tiny_chat_model(root / "model")
+    path = tiny_chat_path
     model = get_peft_model(AutoModelForCausalLM.from_pretrained(path),
                            LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
     torch.manual_seed(0)
@@ -54,34 +43,18 @@ def model_and_adapter(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(model_and_adapter):
+    from atelier.runtime.servers import start_server
+
     path, adapter = model_and_adapter
-    port = _free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False",
            "OMP_NUM_THREADS": "1", "NO_PROXY": "127.0.0.1,localhost"}
-    proc = subprocess.Popen([sys.executable, "-m", "atelier.chat", "--model", str(path), "--adapter", str(adapter),
-                             "--port", str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.time() + 300
     try:
-        while True:
-            if proc.poll() is not None:
-                pytest.fail("Le serveur s'est arrêté :\n" + proc.stdout.read()[-3000:])
-            try:
-                with urllib.request.urlopen(url, timeout=5) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.time() > deadline:
-                pytest.fail("Le serveur Gradio n'a pas répondu en 300 s.")
-            time.sleep(1)
-        yield proc, port, url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        server = start_server("atelier.lora_nf4.chat", "--model", str(path), "--adapter", str(adapter),
+                              health="/", timeout=300, env=env)
+    except (RuntimeError, TimeoutError) as exc:
+        pytest.fail(str(exc))
+    with server:
+        yield server.process, server.port, server.url + "/"
 
 
 def test_server_listens_on_loopback_only(server):

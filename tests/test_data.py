@@ -1,4 +1,4 @@
-"""Tests de atelier.data : effectifs des SOURCE.md, colonnes, étiquettes, repli sur le hub (simulé)."""
+"""Tests de atelier.assets.data : effectifs des SOURCE.md, colonnes, étiquettes, repli sur le hub (simulé)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import shutil
 import pandas as pd
 import pytest
 
-from atelier import config, data
-from atelier.models import AssetUnavailableError
+from atelier.assets import data
+from atelier.assets.models import AssetUnavailableError
+from atelier.runtime import config
 
 needs_data = pytest.mark.skipif(
     not (config.data_dir() / "xnli_fr").is_dir(), reason="dossier de données partagé absent"
@@ -247,8 +248,8 @@ def test_missing_folder_offline_gives_french_error(monkeypatch, tmp_path):
 
 def test_corpus_fallback_offline_gives_french_error(monkeypatch, tmp_path):
     monkeypatch.setenv("ATELIER_DATA", str(tmp_path / "absent"))
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    for var in config.HUB_OFFLINE_VARS:
+        monkeypatch.delenv(var, raising=False)
     urls = []
 
     def no_network(url, timeout=None):
@@ -269,3 +270,15 @@ def test_corpus_fallback_offline_gives_french_error(monkeypatch, tmp_path):
     with pytest.raises(AssetUnavailableError, match="miserables"):
         data.load("miserables", 3)
     assert len(urls) == n
+
+
+@pytest.mark.parametrize("var", config.HUB_OFFLINE_VARS)
+def test_one_rule_decides_whether_the_hub_may_be_used(monkeypatch, var):
+    """Modèles et données suivent la même décision : l'une des trois variables suffit à couper le hub."""
+    for other in config.HUB_OFFLINE_VARS:
+        monkeypatch.delenv(other, raising=False)
+    assert config.hub_allowed()
+    monkeypatch.setenv(var, "1")
+    assert not config.hub_allowed()
+    monkeypatch.setenv(var, "0")
+    assert config.hub_allowed()

@@ -1,4 +1,4 @@
-"""Tests de atelier.deberta : égalité avec DebertaV2 de transformers."""
+"""Tests de atelier.camembert.deberta : égalité avec DebertaV2 de transformers."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import torch
 from transformers import DebertaV2Config
 from transformers.models.deberta_v2 import modeling_deberta_v2 as hf
 
-from atelier.deberta import DisentangledSelfAttention, log_bucket_position, relative_positions
+from atelier.camembert.deberta import DisentangledSelfAttention, log_bucket_position, relative_positions
 
 
 def _config(**kw) -> DebertaV2Config:

@@ -1,10 +1,10 @@
-"""Tests de :mod:`atelier.embeddings` : pooling comparé à sentence-transformers, encode() et ses erreurs."""
+"""Tests de :mod:`atelier.embeddings.pooling` : pooling comparé à sentence-transformers, encode() et ses erreurs."""
 
 import numpy as np
 import pytest
 import torch
 
-from atelier import embeddings as E
+from atelier.embeddings import pooling as E
 
 
 def _st_pooling(mode, hidden, mask):

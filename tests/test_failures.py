@@ -5,7 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from atelier.config import REPO_ROOT
+from atelier.runtime.config import REPO_ROOT
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -28,7 +28,10 @@ def test_book_build_fails_on_cell_error(tmp_path):
     (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: book/01_echec\n", "utf-8")
     bib = tmp_path / "book" / "refs"
     shutil.copytree(REPO_ROOT / "book" / "refs", bib)
-    env = {**__import__("os").environ, "ATELIER_BUILD": str(tmp_path / "_build")}
+    os = __import__("os")
+    # tools.sphinx (extension du livre) n'est pas installé : jupyter-book le trouve par PYTHONPATH (comme le Makefile).
+    pythonpath = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    env = {**os.environ, "ATELIER_BUILD": str(tmp_path / "_build"), "PYTHONPATH": pythonpath}
     run = subprocess.run(
         [str(Path(sys.executable).parent / "jupyter-book"), "build", ".", "--path-output", ".", "-W", "-n", "--keep-going"],
         cwd=tmp_path, capture_output=True, text=True, timeout=900, env=env,

@@ -1,4 +1,4 @@
-"""Tests de atelier.generation : filtrage et boucle de génération contre transformers."""
+"""Tests de atelier.anatomie.generation : filtrage et boucle de génération contre transformers."""
 
 import itertools
 
@@ -6,10 +6,6 @@ import pytest
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import (
-    Gemma3ForCausalLM,
-    Gemma3TextConfig,
-    GPT2Config,
-    GPT2LMHeadModel,
     LogitsProcessorList,
     PreTrainedTokenizerFast,
     RepetitionPenaltyLogitsProcessor,
@@ -18,7 +14,7 @@ from transformers import (
     TopPLogitsWarper,
 )
 
-from atelier.generation import distinct_n, entropy, filter_logits, generate, generate_ids, repetition_rate
+from atelier.anatomie.generation import distinct_n, entropy, filter_logits, generate, generate_ids, repetition_rate
 
 
 def hf_filter(logits, previous_ids, *, temperature, top_k, top_p, repetition_penalty, min_tokens_to_keep=1):
@@ -90,7 +86,6 @@ def test_filter_logits_1d_and_penalty_semantics():
         (dict(top_p=0.0), "top_p"),
         (dict(top_p=1.5), "top_p"),
         (dict(top_k=-1), "top_k"),
-        (dict(top_k=2.5), "top_k"),
         (dict(repetition_penalty=0.0), "repetition_penalty"),
         (dict(repetition_penalty=1.2), "previous_ids"),
         (dict(repetition_penalty=1.2, previous_ids=[0, 99]), "hors du vocabulaire"),
@@ -100,6 +95,17 @@ def test_filter_logits_1d_and_penalty_semantics():
 def test_filter_logits_bad_input(kwargs, message):
     with pytest.raises(ValueError, match=message):
         filter_logits(torch.randn(2, 10), **kwargs)
+
+
+def test_filter_logits_numpy_scalars_and_wrong_types():
+    import numpy as np
+
+    out = filter_logits(torch.randn(2, 10), temperature=np.float32(0.7), top_k=np.int64(3), top_p=np.float64(0.9))
+    assert torch.isfinite(out).sum(dim=-1).le(3).all()
+    with pytest.raises(TypeError, match="top_k doit être un entier ≥ 0"):
+        filter_logits(torch.randn(2, 10), top_k=2.5)
+    with pytest.raises(TypeError, match="temperature"):
+        filter_logits(torch.randn(2, 10), temperature=True)
 
 
 def test_filter_logits_bad_type():
@@ -112,24 +118,18 @@ def test_filter_logits_bad_type():
 # --- Boucle de génération ------------------------------------------------------
 
 
-def _tiny_gpt2(vocab=96):
-    torch.manual_seed(0)
-    cfg = GPT2Config(vocab_size=vocab, n_embd=32, n_layer=2, n_head=4, n_positions=64,
-                     bos_token_id=0, eos_token_id=vocab - 1, pad_token_id=vocab - 1)
-    return GPT2LMHeadModel(cfg).eval()
+def _tiny_gpt2(tiny_models, vocab=96):
+    return tiny_models.gpt2(vocab_size=vocab, bos_token_id=0, eos_token_id=vocab - 1, pad_token_id=vocab - 1)
 
 
-def _tiny_gemma(vocab=96):
-    torch.manual_seed(0)
-    cfg = Gemma3TextConfig(
-        vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, head_dim=8, query_pre_attn_scalar=8, sliding_window=4, max_position_embeddings=128,
-        layer_types=["sliding_attention", "full_attention"], bos_token_id=2, eos_token_id=1, pad_token_id=0,
-    )
-    model = Gemma3ForCausalLM(cfg).eval()
+def _tiny_gemma(tiny_models, vocab=96):
+    model = tiny_models.gemma(vocab_size=vocab, bos_token_id=2, eos_token_id=1, pad_token_id=0)
     with torch.no_grad():  # un modèle aléatoire à poids plus grands produit des suites moins monotones
         model.model.embed_tokens.weight.normal_(0, 1.0)
     return model
+
+
+MAKERS = {"gpt2": _tiny_gpt2, "gemma": _tiny_gemma}
 
 
 def _hf_generate(model, ids, **kw):
@@ -137,10 +137,10 @@ def _hf_generate(model, ids, **kw):
         return model.generate(ids, attention_mask=torch.ones_like(ids), **kw)
 
 
-@pytest.mark.parametrize("make", [_tiny_gpt2, _tiny_gemma])
+@pytest.mark.parametrize("make", sorted(MAKERS))
 @pytest.mark.parametrize("penalty", [1.0, 1.5])
-def test_greedy_reproduces_model_generate(make, penalty):
-    model = make()
+def test_greedy_reproduces_model_generate(tiny_models, make, penalty):
+    model = MAKERS[make](tiny_models)
     cfg = model.config
     for length in (1, 6):
         ids = torch.randint(3, cfg.vocab_size - 1, (1, length), generator=torch.Generator().manual_seed(length))
@@ -150,10 +150,10 @@ def test_greedy_reproduces_model_generate(make, penalty):
         assert torch.equal(ours, ref)
 
 
-@pytest.mark.parametrize("make", [_tiny_gpt2, _tiny_gemma])
+@pytest.mark.parametrize("make", sorted(MAKERS))
 @pytest.mark.parametrize("params", PARAMS[1:5], ids=lambda p: "-".join(f"{k}={v}" for k, v in p.items()))
-def test_sampling_reproduces_model_generate_with_same_seed(make, params):
-    model = make()
+def test_sampling_reproduces_model_generate_with_same_seed(tiny_models, make, params):
+    model = MAKERS[make](tiny_models)
     cfg = model.config
     ids = torch.randint(3, cfg.vocab_size - 1, (1, 4), generator=torch.Generator().manual_seed(0))
     torch.manual_seed(123)
@@ -163,8 +163,8 @@ def test_sampling_reproduces_model_generate_with_same_seed(make, params):
     assert torch.equal(ours, ref)
 
 
-def test_eos_stops_and_pads_like_transformers():
-    model = _tiny_gpt2()
+def test_eos_stops_and_pads_like_transformers(tiny_models):
+    model = _tiny_gpt2(tiny_models)
     ids = torch.tensor([[5, 6, 7]])
     free = generate_ids(model, ids, max_new_tokens=10, do_sample=True, num_return_sequences=4, seed=0,
                         temperature=1.5)
@@ -190,11 +190,9 @@ def char_tokenizer():
     return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>")
 
 
-def test_generate_returns_strings(char_tokenizer):
-    torch.manual_seed(0)
-    cfg = GPT2Config(vocab_size=len(char_tokenizer), n_embd=32, n_layer=2, n_head=4, n_positions=64,
-                     eos_token_id=char_tokenizer.eos_token_id, pad_token_id=char_tokenizer.eos_token_id)
-    model = GPT2LMHeadModel(cfg).eval()
+def test_generate_returns_strings(char_tokenizer, tiny_models):
+    model = tiny_models.gpt2(vocab_size=len(char_tokenizer), eos_token_id=char_tokenizer.eos_token_id,
+                             pad_token_id=char_tokenizer.eos_token_id)
     outs = generate(model, char_tokenizer, "le chat", max_new_tokens=8, do_sample=True, num_return_sequences=3,
                     seed=1, top_p=0.9)
     assert isinstance(outs, list) and len(outs) == 3 and all(isinstance(o, str) for o in outs)
@@ -239,7 +237,7 @@ def test_output_metrics():
 def test_real_causal_lm_greedy_and_filter():
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from atelier.models import model_id
+    from atelier.assets.models import model_id
 
     path = model_id("causal_lm")
     tok = AutoTokenizer.from_pretrained(path)

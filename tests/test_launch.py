@@ -19,8 +19,9 @@ import tomllib
 import pytest
 from packaging.requirements import Requirement
 
-from atelier import book, build, config, site
-from atelier.config import REPO_ROOT
+from atelier.runtime import book, config
+from atelier.runtime.config import REPO_ROOT
+from tools import build, site
 
 PYPROJECT = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text("utf-8"))
 CFG = site.book_config()
@@ -182,7 +183,7 @@ def test_binder_postbuild_runs_the_right_steps(tmp_path):
         "kernel/python ATELIER_PROFILE= -m pip install --no-cache-dir --no-deps -e .",
         f"server/python ATELIER_PROFILE= -m pip install --no-cache-dir {jupytext}",
         "server/jupytext-config ATELIER_PROFILE= set-default-viewer markdown myst",
-        "kernel/python ATELIER_PROFILE=light -m atelier.models prepare",
+        "kernel/python ATELIER_PROFILE=light -m atelier.assets.models prepare",
     ], "\n".join(steps)
 
 

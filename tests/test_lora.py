@@ -1,4 +1,4 @@
-"""atelier.lora comparé à peft 0.21 (LoraConfig + get_peft_model)."""
+"""atelier.lora_nf4.lora comparé à peft 0.21 (LoraConfig + get_peft_model)."""
 
 import copy
 
@@ -9,7 +9,7 @@ from torch import nn
 peft = pytest.importorskip("peft")
 from peft import LoraConfig, get_peft_model  # noqa: E402
 
-from atelier.lora import LoRALinear, apply_lora, count_parameters, lora_parameter_count  # noqa: E402
+from atelier.lora_nf4.lora import LoRALinear, apply_lora, lora_parameter_count, parameter_counts  # noqa: E402
 
 
 class Wrapper(nn.Module):
@@ -81,7 +81,7 @@ def test_only_A_and_B_train_and_bias_is_frozen():
     ours(torch.randn(3, 10)).sum().backward()
     assert lin.weight.grad is None and lin.bias.grad is None
     assert ours.A.grad is not None and ours.B.grad is not None
-    assert count_parameters(ours) == (2 * 10 + 6 * 2, 10 * 6 + 6 + 2 * 10 + 6 * 2)
+    assert parameter_counts(ours) == (2 * 10 + 6 * 2, 10 * 6 + 6 + 2 * 10 + 6 * 2)
 
 
 def test_dropout_only_on_lora_path_and_not_when_merged():
@@ -100,23 +100,14 @@ def test_dropout_only_on_lora_path_and_not_when_merged():
     assert torch.allclose(ours(x), a, atol=1e-5)
 
 
-def _tiny_llama():
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    cfg = LlamaConfig(vocab_size=97, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)
-    torch.manual_seed(0)
-    return LlamaForCausalLM(cfg).eval()
-
-
 @pytest.mark.parametrize("targets", [["q_proj", "v_proj"], ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]])
 @pytest.mark.parametrize("r", [1, 4])
-def test_small_model_equal_peft_and_counts(targets, r):
-    base = _tiny_llama()
+def test_small_model_equal_peft_and_counts(tiny_models, targets, r):
+    base = tiny_models.llama(vocab_size=97)
     ours = apply_lora(copy.deepcopy(base), targets, r=r, alpha=2 * r)
     theirs = get_peft_model(copy.deepcopy(base), LoraConfig(r=r, lora_alpha=2 * r, target_modules=targets, lora_dropout=0.0))
     trainable, total = theirs.get_nb_trainable_parameters()
-    assert count_parameters(ours) == (trainable, total)
+    assert parameter_counts(ours) == (trainable, total)
     assert lora_parameter_count(base, r, targets) == trainable
     torch.manual_seed(1)
     for name, module in ours.named_modules():
@@ -158,16 +149,39 @@ def test_bad_hyperparameters(r, alpha, dropout, err):
         LoRALinear(nn.Linear(4, 4), r=r, alpha=alpha, dropout=dropout)
 
 
-def test_bad_base_and_targets_and_double_merge():
+def test_bad_base_and_targets_and_double_merge(tiny_models):
     with pytest.raises(TypeError, match="nn.Linear"):
         LoRALinear(nn.Conv1d(4, 4, 1), r=2, alpha=2)
     with pytest.raises(ValueError, match="Aucune couche"):
-        apply_lora(_tiny_llama(), ["nexiste_pas"], r=2, alpha=2)
+        apply_lora(tiny_models.llama(vocab_size=97), ["nexiste_pas"], r=2, alpha=2)
     with pytest.raises(ValueError, match="vide"):
-        apply_lora(_tiny_llama(), [], r=2, alpha=2)
+        apply_lora(tiny_models.llama(vocab_size=97), [], r=2, alpha=2)
     layer = LoRALinear(nn.Linear(4, 4), r=2, alpha=2)
     with pytest.raises(ValueError, match="pas fusionnés"):
         layer.unmerge()
     layer.merge()
     with pytest.raises(ValueError, match="déjà fusionnés"):
         layer.merge()
+
+
+def test_parameter_counts_of_a_4bit_model_equal_peft(tiny_chat_path):
+    """Un poids NF4 compte pour la matrice qu'il représente, pas pour ses octets (deux valeurs par octet)."""
+    pytest.importorskip("bitsandbytes")
+    from atelier.adapters import add_lora
+    from atelier.lora_nf4 import chat, sft
+    from atelier.parameters import count_parameters
+
+    path = tiny_chat_path
+    full, _ = chat.load_model(path, four_bit=False, compute_dtype=torch.float32)
+    real_total = parameter_counts(full)[1]
+    assert real_total == sum(p.numel() for p in full.parameters())
+    model, _ = chat.load_model(path, four_bit=True, compute_dtype=torch.float32)
+    assert sum(p.numel() for p in model.parameters()) < real_total  # le stockage uint8 en compte moitié moins
+    assert parameter_counts(model)[1] == real_total
+    model = add_lora(model, sft.DEFAULT_TARGETS, task="CAUSAL_LM", r=4, alpha=8, dropout=0.0)
+    trainable, total = model.get_nb_trainable_parameters()
+    assert parameter_counts(model) == (trainable, total)
+    assert total == real_total + trainable  # la base, comptée en entier, plus les adaptateurs
+    assert count_parameters(model) == trainable and count_parameters(model, trainable_only=False) == total
+    with pytest.raises(TypeError, match="nn.Module"):
+        count_parameters([torch.zeros(3)])

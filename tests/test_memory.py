@@ -1,11 +1,11 @@
-"""atelier.memory : la calculatrice comparée à la mémoire de vrais modèles chargés."""
+"""atelier.lora_nf4.memory : la calculatrice comparée à la mémoire de vrais modèles chargés."""
 
 import warnings
 
 import pytest
 import torch
 
-from atelier import memory
+from atelier.lora_nf4 import memory
 
 MISTRAL_7B = dict(model_type="mistral", vocab_size=32000, hidden_size=4096, intermediate_size=14336,
                   num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=8, tie_word_embeddings=False)
@@ -13,7 +13,7 @@ MISTRAL_7B = dict(model_type="mistral", vocab_size=32000, hidden_size=4096, inte
 
 @pytest.fixture(scope="module")
 def tiny_path(tmp_path_factory):
-    from atelier.sft import make_tiny_chat_model
+    from atelier.lora_nf4.sft import make_tiny_chat_model
 
     return make_tiny_chat_model(tmp_path_factory.mktemp("tiny"), hidden_size=128, num_layers=2)
 
@@ -91,8 +91,8 @@ def test_bad_inputs():
 @pytest.mark.slow
 def test_real_chat_model_within_10_percent(tmp_path):
     """SmolLM2-135M chargé en fp32, bf16, int8 et NF4 : calcul et mesure à moins de 10 %."""
-    from atelier import models
-    from atelier.sft import make_tiny_chat_model
+    from atelier.assets import models
+    from atelier.lora_nf4.sft import make_tiny_chat_model
 
     path = models.local_dir("chat")
     if not (path / "model.safetensors").is_file():

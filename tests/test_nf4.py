@@ -1,4 +1,4 @@
-"""atelier.nf4 comparé à bitsandbytes 0.50 (CPU)."""
+"""atelier.lora_nf4.nf4 comparé à bitsandbytes 0.50 (CPU)."""
 
 import math
 
@@ -7,7 +7,7 @@ import torch
 
 bnb_f = pytest.importorskip("bitsandbytes.functional")
 
-from atelier import nf4  # noqa: E402
+from atelier.lora_nf4 import nf4  # noqa: E402
 
 SHAPES = [(1,), (5,), (64,), (3, 70), (7, 129), (128, 64), (33, 65)]
 

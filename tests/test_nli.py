@@ -1,4 +1,4 @@
-"""Tests de atelier.nli : étiquettes, jeu de données, LoRA, décomptes, Trainer, prédiction."""
+"""Tests de atelier.camembert.nli : étiquettes, jeu de données, LoRA, décomptes, Trainer, prédiction."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
 from transformers import AutoModelForSequenceClassification, BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
 
-from atelier import nli
+from atelier.adapters import add_lora
+from atelier.camembert import nli
+from atelier.labels import encode_labels
 
 WORDS = "le la un une chat chien dort mange court il elle est pas ne dans jardin maison lyon europe vit".split()
 
@@ -40,7 +42,7 @@ def _tiny_config(layers: int = 2) -> BertConfig:
 def _lora_model_and_data(tokenizer):
     """Petit BERT à 3 classes avec LoRA, et un jeu de 16 paires (graine fixée)."""
     torch.manual_seed(0)
-    model = nli.add_lora(BertForSequenceClassification(_tiny_config()), ["query", "value"], r=2)
+    model = add_lora(BertForSequenceClassification(_tiny_config()), ["query", "value"], task="SEQ_CLS", r=2)
     return model, nli.make_dataset(pd.concat([_frame()] * 4, ignore_index=True), tokenizer)
 
 
@@ -52,18 +54,25 @@ def _frame():
     })
 
 
+def test_nli_labels_are_defined_once():
+    from atelier.assets import data_catalog
+
+    assert nli.LABELS is data_catalog.NLI_LABELS
+    assert [nli.LABELS_FR[name] for name in nli.LABELS] == list(data_catalog.NLI_LABELS_FR)
+
+
 def test_encode_labels_strings_and_ints():
-    assert nli.encode_labels(["entailment", " Neutral ", "contradiction", 0, np.int64(2)]) == [0, 1, 2, 0, 2]
+    assert encode_labels(["entailment", " neutral ", "contradiction", 0, np.int64(2)], nli.LABELS).tolist() == [0, 1, 2, 0, 2]
 
 
 def test_encode_labels_names_offending_rows():
     with pytest.raises(ValueError) as err:
-        nli.encode_labels(["entailment", "contradictoire", "neutral", 7, None])
+        encode_labels(["entailment", "contradictoire", "neutral", 7, None, True], nli.LABELS)
     msg = str(err.value)
     assert "ligne 1" in msg and "contradictoire" in msg and "ligne 3" in msg and "ligne 4" in msg
-    assert "ligne 0" not in msg and "entailment, neutral, contradiction" in msg
+    assert "ligne 0" not in msg and "ligne 5" in msg and "entailment, neutral, contradiction" in msg
     with pytest.raises(TypeError):
-        nli.encode_labels("entailment")
+        encode_labels("entailment", nli.LABELS)
 
 
 def test_make_dataset(tokenizer):
@@ -97,7 +106,7 @@ def test_parameter_counts_reproduce_seed(name, targets, trainable, total):
         assert "positions absolues" not in groups
     else:
         assert groups["positions absolues"] == 514 * 768 and "convolution après la 1re couche" not in groups
-    rep = nli.parameter_report(nli.add_lora(model, targets))
+    rep = nli.parameter_report(add_lora(model, targets, task="SEQ_CLS"))
     assert (rep["trainable"], rep["all"]) == (trainable, total)
     assert rep["lora"] == 12 * 2 * (768 * 8 + 8 * 768)
     assert rep["head_frozen_copy"] == rep["head_trainable"]  # peft garde l'original gelé à côté de la copie
@@ -106,11 +115,11 @@ def test_parameter_counts_reproduce_seed(name, targets, trainable, total):
 
 def test_add_lora_rejects_unknown_targets_with_layer_list(tiny_model):
     with pytest.raises(ValueError) as err:
-        nli.add_lora(tiny_model, ["query_proj", "value_proj"])
+        add_lora(tiny_model, ["query_proj", "value_proj"], task="SEQ_CLS")
     msg = str(err.value)
     assert "query_proj" in msg and "Couches linéaires disponibles" in msg and "query" in msg and "value" in msg
     with pytest.raises(TypeError):
-        nli.add_lora(tiny_model, "query")
+        add_lora(tiny_model, "query", task="SEQ_CLS")
     with pytest.raises(ValueError, match="inconnu"):
         nli.published_config("flaubert-base")
 
@@ -176,7 +185,7 @@ def test_save_and_load_modules_outside_adapter(tmp_path, tokenizer):
     torch.manual_seed(0)
     base = BertForSequenceClassification(cfg)
     checkpoint = {k: v.clone() for k, v in base.state_dict().items() if "pooler" not in k}  # sans pooler, comme e5
-    trained = nli.add_lora(base, ["query", "value"], r=2)
+    trained = add_lora(base, ["query", "value"], task="SEQ_CLS", r=2)
     with torch.no_grad():
         for n, p in trained.named_parameters():
             if "lora_B" in n:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from atelier import build
+from tools import build
 
 CHAPTERS = build.chapter_sources()
 

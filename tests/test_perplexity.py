@@ -1,4 +1,4 @@
-"""Tests de atelier.perplexity : perte de transformers et recette de la fenêtre glissante."""
+"""Tests de atelier.anatomie.perplexity : perte de transformers et recette de la fenêtre glissante."""
 
 import math
 
@@ -7,7 +7,7 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
-from atelier.perplexity import perplexity, token_nll
+from atelier.anatomie.perplexity import perplexity, token_nll
 
 TEXT = (
     "Pendant que le vieux prêtre parlait, la nuit tombait sur la petite ville. "
@@ -67,13 +67,10 @@ def hf_recipe_with_bos(model, input_ids, max_length, stride):
     return math.exp(nll_sum / n_tokens)
 
 
-def hf_recipe(model, input_ids, max_length, stride, exact_count=True):
-    """Recette « Perplexity of fixed-length models » de la documentation de transformers.
-
-    ``exact_count=False`` : la version publiée, qui pondère chaque fenêtre par
-    « jetons visés − 1 » ; ``True`` : le même calcul avec le compte exact des
-    jetons prédits dans la fenêtre.
-    """
+def hf_recipe(model, input_ids, max_length, stride):
+    """Recette « Perplexity of fixed-length models » de la documentation de transformers,
+    avec le compte exact des jetons prédits dans chaque fenêtre (la version publiée
+    pondère chaque fenêtre par « jetons visés − 1 »)."""
     seq_len = input_ids.size(1)
     nll_sum, n_tokens, prev_end_loc = 0.0, 0, 0
     for begin_loc in range(0, seq_len, stride):
@@ -84,10 +81,7 @@ def hf_recipe(model, input_ids, max_length, stride, exact_count=True):
         target_ids[:, :-trg_len] = -100
         with torch.no_grad():
             loss = model(ids, labels=target_ids).loss
-        if exact_count:
-            n = (target_ids[:, 1:] != -100).sum().item()
-        else:
-            n = (target_ids != -100).sum().item() - target_ids.size(0)
+        n = (target_ids[:, 1:] != -100).sum().item()
         nll_sum += loss.item() * n
         n_tokens += n
         prev_end_loc = end_loc
@@ -138,17 +132,6 @@ def test_sliding_window_restarts_each_window_with_bos(model, bos_tokenizer, max_
     assert perplexity(model, bos_tokenizer, short) == pytest.approx(math.exp(loss), rel=1e-5)
 
 
-def test_published_recipe_undercounts(model, tokenizer):
-    """La recette publiée pondère chaque fenêtre par (jetons visés − 1) : écart nul pour une seule fenêtre,
-    énorme pour stride=1 (chaque fenêtre après la première reçoit un poids nul)."""
-    ids = tokenizer(TEXT, return_tensors="pt")["input_ids"]
-    exact = hf_recipe(model, ids, 40, 20)
-    published = hf_recipe(model, ids, 40, 20, exact_count=False)
-    assert published != pytest.approx(exact, rel=1e-7) and published == pytest.approx(exact, rel=0.05)
-    short = ids[:, :40]
-    assert hf_recipe(model, short, 40, 40, exact_count=False) == pytest.approx(hf_recipe(model, short, 40, 40))
-
-
 def test_uniform_model_has_vocabulary_size_perplexity(tokenizer):
     cfg = GPT2Config(vocab_size=len(tokenizer), n_embd=16, n_layer=1, n_head=2, n_positions=64)
     model = GPT2LMHeadModel(cfg).eval()
@@ -180,7 +163,7 @@ def test_bad_input(model, tokenizer):
 def test_real_causal_lm_perplexity():
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from atelier.models import model_id
+    from atelier.assets.models import model_id
 
     path = model_id("causal_lm")
     tok = AutoTokenizer.from_pretrained(path)

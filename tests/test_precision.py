@@ -1,4 +1,4 @@
-"""Précision de calcul et fils de calcul : une seule décision (atelier.config), respectée partout.
+"""Précision de calcul et fils de calcul : une seule décision (atelier.runtime.config), respectée partout.
 
 Sur un processeur sans bfloat16 natif (AVX2, AVX-512 sans BF16), chaque produit
 matriciel bf16 est émulé et environ cent fois plus lent qu'en float32 : le
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from atelier import config
+from atelier.runtime import config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -69,7 +69,7 @@ def test_device_argument_is_checked():
 
 
 def test_autocast_is_a_no_op_without_native_bf16(cpu_without_bf16):
-    from atelier import finetune
+    from atelier import finetuning as finetune
 
     a, b = torch.randn(4, 8), torch.randn(8, 3)
     with config.autocast("cpu"):
@@ -87,14 +87,14 @@ def test_autocast_uses_bf16_on_native_cpu(cpu_with_bf16):
 
 
 def test_trainer_arguments_follow_the_decision(cpu_without_bf16, tmp_path):
-    from atelier import nli
+    from atelier.camembert import nli
 
     args = nli.training_arguments(tmp_path, num_epochs=1)
     assert not args.bf16 and not args.fp16
 
 
 def test_quantization_config_defaults_to_book_precision(cpu_without_bf16):
-    from atelier.memory import quantization_config
+    from atelier.lora_nf4.memory import quantization_config
 
     assert quantization_config("nf4").bnb_4bit_compute_dtype == torch.float32
 
@@ -110,14 +110,15 @@ def test_threads_setting(monkeypatch):
     config.apply_threads()
 
 
-def test_chapter04_training_path_is_fp32_without_native_bf16(cpu_without_bf16, tmp_path):
+def test_chapter04_training_path_is_fp32_without_native_bf16(cpu_without_bf16, tiny_chat_path, tmp_path):
     """Le chemin du chapitre 04 (NF4 + LoRA + sft.train) sur un petit modèle : tout en float32."""
-    from atelier import sft
+    from atelier.adapters import add_lora
+    from atelier.lora_nf4 import chat, sft
 
-    path = sft.make_tiny_chat_model(tmp_path / "tiny")
-    model, tok = sft.load_base(path, four_bit=True, double_quant=False)
+    path = tiny_chat_path
+    model, tok = chat.load_model(path, four_bit=True, double_quant=False)
     assert model.config.quantization_config.bnb_4bit_compute_dtype == torch.float32
-    model = sft.add_lora(model, r=4, alpha=8, dropout=0.0)
+    model = add_lora(model, sft.DEFAULT_TARGETS, task="CAUSAL_LM", r=4, alpha=8, dropout=0.0)
     floats = [p for p in model.parameters() if p.is_floating_point()]
     assert floats and all(p.dtype == torch.float32 for p in floats)
     lora_layers = [m for n, m in model.named_modules() if n.endswith("lora_A.default") or n.endswith("lora_B.default")]
@@ -149,21 +150,22 @@ def test_chapter04_training_path_is_fp32_without_native_bf16(cpu_without_bf16, t
 
 
 def test_no_hard_coded_bf16_compute():
-    """Aucun chapitre ni module ne code en dur un calcul bfloat16 (seul atelier.config décide)."""
-    allowed = {"config.py", "memory.py", "embeddings.py", "nf4.py"}   # décision ; mesure des octets ; accumulateur ; validation
+    """Aucun chapitre ni module ne code en dur un calcul bfloat16 (seul atelier.runtime.config décide)."""
+    allowed = {"runtime/config.py", "lora_nf4/memory.py", "embeddings/pooling.py",  # décision ; mesure des octets ;
+               "lora_nf4/nf4.py"}                                                  # accumulateur ; validation
     pattern = re.compile(r"torch\.bfloat16|dtype=\"bfloat16\"|_is_avx512_bf16_supported|_is_mkldnn_bf16_supported")
     offenders = []
     for path in sorted((REPO / "code" / "atelier").rglob("*.py")):
-        if path.name not in allowed and pattern.search(path.read_text(encoding="utf-8")):
+        if path.relative_to(REPO / "code" / "atelier").as_posix() not in allowed and pattern.search(path.read_text(encoding="utf-8")):
             offenders.append(str(path.relative_to(REPO)))
     for path in sorted((REPO / "book").glob("[0-9][0-9]_*.md")):
         if pattern.search(path.read_text(encoding="utf-8")) or "set_num_threads" in path.read_text(encoding="utf-8"):
             offenders.append(str(path.relative_to(REPO)))
-    assert not offenders, f"précision ou fils réglés hors d'atelier.config : {offenders}"
+    assert not offenders, f"précision ou fils réglés hors d'atelier.runtime.config : {offenders}"
 
 
 def test_stamp_records_precision(tmp_path, monkeypatch):
-    from atelier import book
+    from atelier.runtime import book
 
     monkeypatch.setenv("ATELIER_BUILD", str(tmp_path))
     ctx = book.setup("98_essai")

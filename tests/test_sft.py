@@ -1,4 +1,4 @@
-"""atelier.sft : données, perte, boucle d'entraînement, CLI et accelerate launch (2 processus CPU)."""
+"""atelier.lora_nf4.sft : données, perte, boucle d'entraînement, CLI et accelerate launch (2 processus CPU)."""
 
 import json
 import os
@@ -9,8 +9,9 @@ import warnings
 import pytest
 import torch
 
-from atelier import sft
-from atelier.chat import IGNORE_INDEX
+from atelier.adapters import add_lora
+from atelier.lora_nf4 import chat, sft
+from atelier.lora_nf4.chat import IGNORE_INDEX
 
 CONVS = [
     {"messages": [{"role": "user", "content": f"Question numéro {i} : quelle est la capitale de la France ?"},
@@ -21,8 +22,8 @@ ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "d
 
 
 @pytest.fixture(scope="module")
-def tiny_path(tmp_path_factory):
-    return sft.make_tiny_chat_model(tmp_path_factory.mktemp("tiny"))
+def tiny_path(tiny_chat_path):
+    return tiny_chat_path
 
 
 @pytest.fixture(scope="module")
@@ -73,10 +74,10 @@ def test_evaluate_matches_transformers_loss(tiny_path):
 def test_training_lowers_the_loss_and_only_lora_moves(tiny_path, four_bit):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model, tok = sft.load_base(tiny_path, four_bit=four_bit)
+        model, tok = chat.load_model(tiny_path, four_bit=four_bit)
     if four_bit:
         assert type(model.model.layers[0].self_attn.q_proj).__name__ == "Linear4bit"
-    model = sft.add_lora(model, r=8, alpha=16, dropout=0.0, target_modules=ALL_LINEAR)
+    model = add_lora(model, ALL_LINEAR, task="CAUSAL_LM", r=8, alpha=16, dropout=0.0)
     # state_dict() rend le format de stockage canonique (bitsandbytes réorganise les poids
     # 4 bits pour son noyau CPU d'inférence, et remet alors les absmax en bf16).
     frozen = {k: v.clone() for k, v in model.state_dict().items() if "lora_" not in k}
@@ -107,7 +108,7 @@ def test_bad_training_arguments(tiny_path):
     with pytest.raises(ValueError, match="aucun paramètre entraînable"):
         sft.train(model, [{"input_ids": [1], "attention_mask": [1], "labels": [1]}], 0, progress=False)
     with pytest.raises(ValueError, match="r"):
-        sft.add_lora(model, r=0)
+        add_lora(model, sft.DEFAULT_TARGETS, task="CAUSAL_LM", r=0)
 
 
 def _check_adapter(tiny_path, out):
@@ -146,7 +147,7 @@ def test_accelerate_launch_two_cpu_processes(tiny_path, data_file, tmp_path):
     out = tmp_path / "adapter-ddp"
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-           "-m", "atelier.sft", "--model", str(tiny_path), "--data", str(data_file), "--output", str(out),
+           "-m", "atelier.lora_nf4.sft", "--model", str(tiny_path), "--data", str(data_file), "--output", str(out),
            "--max-steps", "2", "--batch-size", "2", "--lr", "1e-2", "--r", "4", "--alpha", "8",
            "--max-length", "64", "--test-fraction", "0.2"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
@@ -169,8 +170,8 @@ def _lora_grad(model, ids):
 def _fresh_qlora(tiny_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model, _ = sft.load_base(tiny_path, four_bit=True, double_quant=False, compute_dtype=torch.bfloat16)
-    model = sft.add_lora(model, r=4, alpha=8, dropout=0.0)
+        model, _ = chat.load_model(tiny_path, four_bit=True, double_quant=False, compute_dtype=torch.bfloat16)
+    model = add_lora(model, sft.DEFAULT_TARGETS, task="CAUSAL_LM", r=4, alpha=8, dropout=0.0)
     torch.manual_seed(0)
     with torch.no_grad():
         for n, p in model.named_parameters():

@@ -1,11 +1,11 @@
-"""Tests de atelier.tokenization : découpage, octets des jetons, fertilité."""
+"""Tests de atelier.anatomie.tokenization : découpage, octets des jetons, fertilité."""
 
 import pytest
 import tiktoken
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
-from atelier.tokenization import count_words, encode, fertility, pieces, token_bytes, word_fertility
+from atelier.anatomie.tokenization import count_words, encode, fertility, pieces, token_bytes, word_fertility
 
 CORPUS = [
     "Le vieillard s'arrêta devant l'évêché ; il était huit heures du soir.",
@@ -99,7 +99,7 @@ def test_bad_input(cl100k):
 def test_real_tokenizers_round_trip(role):
     from transformers import AutoTokenizer
 
-    from atelier.models import model_id
+    from atelier.assets.models import model_id
 
     tok = AutoTokenizer.from_pretrained(model_id(role))
     for text in TEXTS[:3]:

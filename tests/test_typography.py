@@ -1,13 +1,14 @@
-"""atelier.typography : typographie française et traductions à éviter, sur des exemples et sur le livre."""
+"""tools.typography : typographie française et traductions à éviter, sur des exemples et sur le livre."""
 
+import os
 import re
 import subprocess
 import sys
 
 import pytest
 
-from atelier import typography as ty
-from atelier.config import REPO_ROOT
+from atelier.runtime.config import REPO_ROOT
+from tools import typography as ty
 
 NB = ty.NBSP
 BOOK_PAGES = sorted((REPO_ROOT / "book").glob("*.md"))
@@ -217,7 +218,7 @@ def test_glossary_covers_the_books_terms():
 def test_book_page_typography(page):
     issues = ty.check_typography(page.read_text("utf-8"), str(page.relative_to(REPO_ROOT)))
     assert not issues, (
-        f"{len(issues)} écart(s) ; corrigez avec `python -m atelier.typography fix {page.relative_to(REPO_ROOT)}` :\n"
+        f"{len(issues)} écart(s) ; corrigez avec `python -m tools.typography fix {page.relative_to(REPO_ROOT)}` :\n"
         + "\n".join(map(str, issues[:30]))
     )
 
@@ -231,7 +232,9 @@ def test_book_page_terminology(page):
 # --- ligne de commande ------------------------------------------------------------------
 
 def _cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "atelier.typography", *args], capture_output=True, text=True, cwd=cwd)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)}
+    return subprocess.run([sys.executable, "-m", "tools.typography", *args], capture_output=True, text=True, cwd=cwd,
+                          env=env)
 
 
 def test_cli_check_and_fix(tmp_path):

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from atelier.config import REPO_ROOT
+from atelier.runtime.config import REPO_ROOT
 
 WORKFLOWS = REPO_ROOT / ".github" / "workflows"
 FILES = sorted(WORKFLOWS.glob("*.yml"))

@@ -27,6 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from atelier.runtime.fmt import nombre
+
 REPO = Path(__file__).resolve().parents[1]
 BOOK = REPO / "book"
 CHAPTER_SECONDS = 600.0
@@ -81,10 +83,6 @@ def run_chapter(notebook: Path, workdir: Path, timeout: int = 1800) -> dict:
     return {"chapter": notebook.stem, "wall": wall, "error": error, "slowest_cells": slowest, **record}
 
 
-def _fmt(x: float, decimals: int = 0) -> str:
-    return f"{x:,.{decimals}f}".replace(",", "\u202f").replace(".", ",")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.bench", description=__doc__.splitlines()[0])
     parser.add_argument("chapters", nargs="*", help="préfixes de chapitres (ex. 03 05) ; défaut : tous")
@@ -94,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     sys.path.insert(0, str(REPO / "code"))
-    from atelier import config
+    from atelier.runtime import config
 
     os.environ["ATELIER_FP32"] = "1"
     os.environ.setdefault("PYTHONHASHSEED", "0")
@@ -129,12 +127,12 @@ def main(argv: list[str] | None = None) -> int:
         if rss > budget_b:
             state.append("mémoire dépassée")
         over |= bool(state)
-        print(f"{r['chapter']:<18} {_fmt(seconds):>10} {_fmt(budget_s):>10} {_fmt(rss / 1e9, 2):>12} "
-              f"{_fmt(budget_b / 1e9, 1):>11} {r.get('precision', '?'):>7}  {', '.join(state) or 'dans le budget'}")
+        print(f"{r['chapter']:<18} {nombre(seconds):>10} {nombre(budget_s):>10} {nombre(rss / 1e9, 2):>12} "
+              f"{nombre(budget_b / 1e9, 1):>11} {r.get('precision', '?'):>7}  {', '.join(state) or 'dans le budget'}")
     total = sum(float(r.get("seconds", 0.0)) for r in results)
     total_budget = TOTAL_SECONDS * factor
     print("-" * len(header))
-    print(f"{'total':<18} {_fmt(total):>10} {_fmt(total_budget):>10}"
+    print(f"{'total':<18} {nombre(total):>10} {nombre(total_budget):>10}"
           + ("   total dépassé" if total > total_budget else "   total dans le budget"))
     over |= total > total_budget
     print("\nCellules les plus longues (s, rang, début) :")
