@@ -108,18 +108,18 @@ def test_remote_resources_are_detected(tmp_path):
 
 
 def test_internal_link_problems_are_detected(tmp_path):
-    _page(tmp_path, "index.html", '<a id="haut"></a>')
+    _page(tmp_path, "index.html", '<a id="haut"></a><a href="book/a.html">a</a>')
     _page(tmp_path, "book/b.html", '<h2 id="section-1">S</h2>')
-    page = _page(tmp_path, "book/a.html", (
+    _page(tmp_path, "book/a.html", (
         '<a href="b.html#section-1">ok</a><a href="b.html#absente">ancre absente</a>'
-        '<a href="c.html">fichier absent</a><a href="../index.html#haut">ok</a><a href="#">ok</a>'
+        '<a href="c.html">fichier absent</a><a href="../index.html#haut">ok</a>'
         '<a href="https://exemple.org/">externe</a><a href="mailto:a@b.fr">courriel</a>'
-        '<img src="../_images/x.png"><a href="../../dehors.html">hors du site</a>'
+        '<img src="../_images/x.png">'
     ))
-    problems = site.internal_link_problems(tmp_path, [page])
-    assert len(problems) == 4, problems
+    problems = site.internal_link_problems(tmp_path)
+    assert len(problems) == 3, problems
     assert any("absente" in p for p in problems) and any("c.html" in p for p in problems)
-    assert any("x.png" in p for p in problems) and any("sort du site" in p for p in problems)
+    assert any("x.png" in p for p in problems)
 
 
 @pytest.mark.parametrize(
@@ -227,7 +227,7 @@ def test_offline_assets_are_served_once():
 
 @pytest.mark.site
 def test_internal_links_and_anchors_resolve():
-    problems = site.internal_link_problems(SITE, PAGES)
+    problems = site.internal_link_problems(SITE)
     assert not problems, f"{len(problems)} lien(s) interne(s) cassé(s) :\n" + "\n".join(problems[:40])
 
 
@@ -255,19 +255,27 @@ def test_chapter_pages_weigh_at_most_2_mb():
     assert not heavy, f"pages de plus de {site.MAX_PAGE_KIB} Kio (hors ressources partagées) : {heavy}"
 
 
-def test_theme_labels_are_translated():
-    from tools.sphinx import THEME_FR, translate_theme
+# Libellés anglais du thème (boutons, infobulles) qui ne doivent plus paraître sur le site.
+THEME_EN = ("Launch interactive content", "Launch on Binder", "Launch on Colab", "Open issue", "Repository",
+            "Source repositories", "Toggle primary sidebar", "Toggle secondary sidebar")
 
-    html = '<button title="Launch on Binder"><span>Launch on Binder</span></button> Launch on Binder'
-    assert translate_theme(html) == '<button title="Lancer sur Binder"><span>Lancer sur Binder</span></button> Launch on Binder'
-    assert all(fr and fr != en for en, fr in THEME_FR.items())
+
+def test_theme_catalog_translates_the_missing_labels(tmp_path):
+    import gettext
+
+    from tools.sphinx import THEME_CATALOG, THEME_DIR, compile_theme_catalog
+
+    trans = gettext.translation(THEME_CATALOG, localedir=compile_theme_catalog(tmp_path), languages=["fr"])
+    for en in ("Launch on", "Launch interactive content", "Repository", "Source repositories", "Open issue"):
+        assert trans.gettext(en) not in ("", en), en
+    for name in ("toggle-primary-sidebar.html", "toggle-secondary-sidebar.html"):
+        html = (THEME_DIR / "templates" / name).read_text("utf-8")
+        assert "Afficher ou masquer" in html and "Toggle" not in html.split("-#}")[-1]
 
 
 @pytest.mark.site
 @pytest.mark.parametrize("page", PAGES, ids=_rel)
 def test_no_english_theme_label_left(page):
-    from tools.sphinx import THEME_FR
-
     html = page.read_text("utf-8")
-    left = [en for en in THEME_FR if f'"{en}"' in html or f">{en}<" in html]
+    left = [en for en in THEME_EN if f'"{en}"' in html or f">{en}<" in html]
     assert not left, f"libellés du thème restés en anglais : {left}"

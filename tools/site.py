@@ -176,41 +176,40 @@ def remote_resources_in_css(site: Path) -> list[str]:
 _SKIP_SCHEMES = ("mailto:", "javascript:", "data:", "tel:")
 
 
-@functools.lru_cache(maxsize=64)
-def _anchors(path: Path, mtime: float) -> frozenset[str]:
-    s = soup(path)
-    return frozenset([el["id"] for el in s.find_all(id=True)] + [a["name"] for a in s.find_all("a", attrs={"name": True})])
+LINKCHECKER_RC = Path(__file__).resolve().parent / "linkcheckerrc"
 
 
-def anchors(path: Path) -> frozenset[str]:
-    """Identifiants (``id``, ``<a name>``) d'une page : les cibles possibles de ``page.html#…``."""
-    return _anchors(Path(path), Path(path).stat().st_mtime)
+def internal_link_problems(site: Path) -> list[str]:
+    """Liens et ancres internes du site qui ne mènent nulle part, d'après LinkChecker (vide si tout va bien).
 
+    LinkChecker parcourt le site à partir de ``index.html``, fichiers locaux
+    seulement (``tools/linkcheckerrc``) ; une erreur (fichier absent) ou un
+    avertissement (ancre absente) est un problème.
+    """
+    import subprocess
+    import sys
 
-def internal_link_problems(site: Path, pages: list[Path] | None = None) -> list[str]:
-    """Liens et ancres internes qui ne mènent nulle part (vide si tout va bien)."""
-    site = Path(site).resolve()
-    problems = []
-    for page in pages if pages is not None else html_pages(site):
-        page = Path(page).resolve()
-        s = soup(page)
-        refs = [(el.name, el.get("href")) for el in s.find_all(["a", "link"], href=True)]
-        refs += [(el.name, el.get("src")) for el in s.find_all(["script", "img", "iframe", "source"], src=True)]
-        for tag, href in refs:
-            href = (href or "").strip()
-            if not href or _REMOTE.match(href) or href.lower().startswith(_SKIP_SCHEMES):
-                continue
-            parts = urlsplit(href)
-            target = page if not parts.path else (page.parent / unquote(parts.path)).resolve()
-            if parts.path.endswith("/") or target.is_dir():
-                target = target / "index.html"
-            where = f"{page.relative_to(site)} : <{tag}> {href}"
-            if site not in target.parents and target != site:
-                problems.append(f"{where} sort du site")
-            elif not target.is_file():
-                problems.append(f"{where} : fichier absent")
-            elif parts.fragment and target.suffix == ".html" and unquote(parts.fragment) not in anchors(target):
-                problems.append(f"{where} : ancre « {parts.fragment} » absente de {target.relative_to(site)}")
+    index = Path(site).resolve() / "index.html"
+    if not index.is_file():
+        raise ValueError(f"{index} n'existe pas : construisez d'abord le site.")
+    # Lancé par root, LinkChecker lit le site en tant que « nobody », qui n'a pas toujours le droit
+    # de traverser les dossiers du dépôt : on garde l'utilisateur courant (site local, lecture seule).
+    launcher = ("import sys, linkcheck.command.linkchecker as lc; lc.drop_privileges = lambda: None; "
+                "sys.argv[0] = 'linkchecker'; lc.linkchecker()")
+    run = subprocess.run([sys.executable, "-c", launcher, "-f", str(LINKCHECKER_RC), "--no-robots", "-o", "text",
+                          str(index)], capture_output=True, text=True, timeout=900)
+    problems, block = [], {}
+    for line in run.stdout.splitlines() + [""]:
+        key, _, value = line.partition(" ")
+        if key in ("URL", "Parent", "Warning", "Result", "Real"):
+            block.setdefault(key, value.strip())
+        elif not line.strip() and block:
+            if block.get("Warning") or block.get("Result", "").startswith("Error"):
+                problems.append(f"{block.get('URL', '?')} (dans {block.get('Parent', '?').removeprefix('URL').strip()}) : "
+                                f"{block.get('Warning') or block.get('Result')}")
+            block = {}
+    if run.returncode not in (0, 1) or "That's it." not in run.stdout:
+        problems.append(f"LinkChecker a échoué (code {run.returncode}) : {run.stderr.strip()[-500:]}")
     return problems
 
 

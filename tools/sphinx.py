@@ -5,6 +5,8 @@
 - sert MathJax depuis une copie locale (paquet npm ``mathjax@3``), sans CDN ;
 - invalide le cache d'exécution des chapitres dont un module d'``atelier``
   importé a changé (voir :mod:`tools.build`) ;
+- traduit les libellés du thème qui n'ont pas de traduction française, par un
+  catalogue de messages et deux gabarits surchargés (``tools/theme``) ;
 - fournit la directive ``execution-report``, remplie à partir des tampons
   ``_build/runs/*.json`` écrits par les chapitres (page « Exécution du livre »).
 """
@@ -48,11 +50,13 @@ def _on_config_inited(app: Sphinx, cfg) -> None:
         shutil.copy2(_plotly_js(), target)
     cfg.html_static_path = list(cfg.html_static_path) + [str(static)]
     cfg.mathjax_path = "mathjax/tex-chtml.js"
+    cfg.templates_path = [str(THEME_DIR / "templates")] + list(cfg.templates_path or [])
     # Un cache d'exécution par profil : changer de profil ré-exécute les chapitres.
     cfg.nb_execution_cache_path = str(build.execution_cache_dir())
 
 
 def _on_builder_inited(app: Sphinx) -> None:
+    _add_theme_translations(app)
     if app.builder.format != "html":
         return
     if not (MATHJAX_DIR / "tex-chtml.js").exists():
@@ -64,34 +68,38 @@ def _on_builder_inited(app: Sphinx) -> None:
     build.invalidate_stale_chapters(app.srcdir, app.config.nb_execution_cache_path or "")
 
 
-# Libellés du thème sphinx-book-theme sans traduction française dans le paquet.
-THEME_FR = {
-    "Launch interactive content": "Lancer en interactif",
-    "Launch on Binder": "Lancer sur Binder",
-    "Launch on Colab": "Ouvrir dans Colab",
-    "Open issue": "Signaler un problème",
-    "Repository": "Dépôt",
-    "Source repositories": "Dépôts source",
-    "Toggle primary sidebar": "Afficher ou masquer le sommaire du livre",
-    "Toggle secondary sidebar": "Afficher ou masquer le sommaire de la page",
-}
+# Libellés du thème sphinx-book-theme sans traduction française dans le paquet : un
+# catalogue de messages à nous (tools/theme/locale, domaine « booktheme » du thème),
+# ajouté en repli derrière celui du thème, et deux composants dont le thème code le
+# libellé en dur, surchargés par des gabarits (tools/theme/templates).
+THEME_DIR = Path(__file__).resolve().parent / "theme"
+THEME_CATALOG = "booktheme"
 
 
-def translate_theme(html: str) -> str:
-    """Traduit les libellés anglais restants du thème (attributs et textes de boutons)."""
-    for en, fr in THEME_FR.items():
-        html = html.replace(f'"{en}"', f'"{fr}"').replace(f">{en}<", f">{fr}<")
-    return html
+def compile_theme_catalog(out_dir: Path) -> Path:
+    """Compile ``tools/theme/locale/*/LC_MESSAGES/*.po`` en ``.mo`` sous ``out_dir`` (babel) ; renvoie ``out_dir``."""
+    from babel.messages.mofile import write_mo
+    from babel.messages.pofile import read_po
+
+    for po in sorted((THEME_DIR / "locale").glob("*/LC_MESSAGES/*.po")):
+        target = out_dir / po.relative_to(THEME_DIR / "locale").with_suffix(".mo")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with po.open("rb") as f:
+            catalog = read_po(f)
+        with target.open("wb") as f:
+            write_mo(f, catalog)
+    return out_dir
+
+
+def _add_theme_translations(app: Sphinx) -> None:
+    from sphinx import locale
+
+    locale.init([str(compile_theme_catalog(config.build_dir() / "_atelier_locale"))], app.config.language, THEME_CATALOG)
 
 
 def _on_build_finished(app: Sphinx, exc) -> None:
     if exc is not None or app.builder.format != "html":
         return
-    for page in Path(app.outdir).rglob("*.html"):
-        html = page.read_text(encoding="utf-8")
-        translated = translate_theme(html)
-        if translated != html:
-            page.write_text(translated, encoding="utf-8")
     shutil.copytree(MATHJAX_DIR, Path(app.outdir) / "_static" / "mathjax", dirs_exist_ok=True)
     build.record_chapter_hashes(app.srcdir, app.config.nb_execution_cache_path)
     weights = build.page_weights(Path(app.outdir))

@@ -9,18 +9,21 @@ from atelier.finetuning.encoders import autocast, set_checkpointing
 from atelier.finetuning.fewshot import check_texts
 
 def length_grouped_batches(lengths, batch_size: int, generator: torch.Generator, group: int = 16) -> list[list[int]]:
-    """Lots d'indices mélangés, mais de longueurs voisines (``group_by_length`` de transformers).
+    """Lots d'indices mélangés, mais de longueurs voisines.
 
-    On mélange, on découpe en blocs de ``group × batch_size`` exemples, on trie
-    chaque bloc par longueur décroissante, on le coupe en lots, puis on mélange
-    l'ordre des lots : moins de remplissage, donc moins de calcul perdu.
+    Le regroupement est celui de transformers (``get_length_grouped_indices``, la
+    fonction de ``LengthGroupedSampler`` qu'utilise ``group_by_length`` du
+    ``Trainer``) : on mélange, on découpe en « méga-lots » de ``group × batch_size``
+    exemples (transformers en prend moins pour un petit jeu, au point de ne plus
+    rien regrouper sous 4 lots par méga-lot), on trie chacun par longueur décroissante. On coupe ensuite en lots, puis on
+    mélange l'ordre des lots (transformers les laisse dans l'ordre des longueurs
+    décroissantes, d'où une dérive de la longueur au fil de chaque méga-lot) :
+    moins de remplissage, donc moins de calcul perdu, sans ordre systématique.
     """
-    n = len(lengths)
-    order = torch.randperm(n, generator=generator).tolist()
-    batches = []
-    for start in range(0, n, group * batch_size):
-        block = sorted(order[start:start + group * batch_size], key=lambda i: -lengths[i])
-        batches += [block[j:j + batch_size] for j in range(0, len(block), batch_size)]
+    from transformers.trainer_pt_utils import get_length_grouped_indices
+
+    order = get_length_grouped_indices(list(lengths), batch_size, mega_batch_mult=group, generator=generator)
+    batches = [order[j:j + batch_size] for j in range(0, len(order), batch_size)]
     return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
 
 

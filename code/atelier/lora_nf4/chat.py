@@ -304,7 +304,7 @@ def load_model(model_path, adapter=None, *, four_bit: bool = False, double_quant
     Sert à converser (:func:`main`) comme à entraîner (:mod:`atelier.lora_nf4.sft`) :
     le modèle est rendu en mode évaluation, :func:`atelier.lora_nf4.sft.train`
     le repasse en mode entraînement. En NF4, les poids vont sur le GPU s'il y en
-    a un, sinon sur le CPU (``device_map``). ``compute_dtype`` : type des calculs et
+    a un, sinon sur le CPU (``device_map``), en NF4 comme en pleine précision. ``compute_dtype`` : type des calculs et
     des poids non quantifiés, par défaut :func:`atelier.runtime.config.compute_dtype`
     (bf16 seulement là où le matériel le calcule, fp32 sur un CPU sans bfloat16
     natif, fp16 sur un GPU sans bf16). Sans jeton de remplissage, le tokeniseur
@@ -321,9 +321,9 @@ def load_model(model_path, adapter=None, *, four_bit: bool = False, double_quant
     tokenizer = AutoTokenizer.from_pretrained(str(model_path))
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    kwargs: dict = {"dtype": compute_dtype}
+    kwargs: dict = {"dtype": compute_dtype, "device_map": device}   # poids et calculs sur le même appareil
     if four_bit:
-        kwargs.update(quantization_config=quantization_config("nf4", double_quant, compute_dtype), device_map=device)
+        kwargs.update(quantization_config=quantization_config("nf4", double_quant, compute_dtype))
     model = AutoModelForCausalLM.from_pretrained(str(model_path), **kwargs)
     if adapter:
         from peft import PeftModel
