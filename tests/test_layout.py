@@ -187,3 +187,14 @@ def test_only_config_reads_the_environment():
                  for name, (path, _) in MODULES.items() if name.startswith("atelier") and name != "atelier.runtime.config"
                  for i, line in enumerate(path.read_text("utf-8").splitlines(), 1) if reading.search(line)]
     assert not offenders, f"Variables d'environnement lues hors de atelier.runtime.config : {offenders}"
+
+
+def test_chapter_includes_point_to_existing_files():
+    """Un ``literalinclude`` d'un chapitre vise un fichier qui existe (le build strict échouerait sinon, bien plus tard)."""
+    missing = []
+    for md in sorted((ROOT / "book").glob("*.md")):
+        for n, line in enumerate(md.read_text("utf-8").splitlines(), 1):
+            found = re.match(r"^`{3,}\{(?:literalinclude|include)\}\s+(\S+)", line)
+            if found and not (md.parent / found.group(1)).resolve().is_file():
+                missing.append(f"{md.name}:{n} : {found.group(1)}")
+    assert not missing, f"fichiers inclus introuvables : {missing}"
