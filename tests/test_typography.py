@@ -150,6 +150,13 @@ def test_fixer_is_idempotent_and_only_touches_spaces(page):
         "La librairie transformers.",
         "Un set de données français.",
         "L'inférence de langage naturel.",
+        "On fine-tune le modèle sur SIB-200.",
+        "Le fine-tuning complet coûte plus cher.",
+        "Un modèle fine-tuné.",
+        "Une learning rate faible.",
+        "Le learning rate est choisi sur le dev.",
+        "Les scores sur le dev.",
+        "Entraîné sur une seule GPU.",
     ],
 )
 def test_forbidden_translations_are_flagged(text):
@@ -169,6 +176,10 @@ def test_forbidden_translations_are_flagged(text):
         "La quantification NF4 et l'agrégation (*pooling*).",
         "L'intégration continue du dépôt.",
         "Un affinage (*fine-tuning*) court.",
+        "# Fine-tuning d'embeddings ou de modèle ?",
+        "Le taux d'apprentissage (*learning rate*) est choisi sur la validation.",
+        "Les scores sur XNLI dev (la partie *dev* de XNLI).",
+        "Entraîné sur un seul GPU, le `fine_tuning` reste court.",
     ],
 )
 def test_correct_uses_are_not_flagged(text):

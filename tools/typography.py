@@ -393,6 +393,7 @@ class TermRule:
     use: str
     scope: str = "prose"  # « prose » ou « code » (chaînes des cellules de code)
     exempt_if_sentence_has: str | None = None
+    exempt_if_line_has: str | None = None  # par exemple le titre du chapitre (ligne « # … »)
 
     def regex(self) -> re.Pattern:
         return re.compile(self.pattern, re.IGNORECASE)
@@ -434,6 +435,16 @@ TERM_RULES: tuple[TermRule, ...] = (
     TermRule(r"\bmise en commun\b", "« mise en commun » (pooling)", "« agrégation » (pooling)"),
     TermRule(r"\b(?:réglage|ajustement)s?\s+fins?\b|\bpeaufinage\b",
              "« réglage fin », « ajustement fin », « peaufinage »", "« affinage » (fine-tuning)"),
+    # L'anglais reste permis en italique (*fine-tuning*, *learning rate*), entre parenthèses à la
+    # première occurrence, et dans le titre d'un chapitre ; ailleurs, le terme du glossaire.
+    TermRule(r"(?<![*_\w-])fine[- ]?tun(?:ing|ings|er|é|ée|és|ées|ez|ons|es|e)\b(?![*_])",
+             "« fine-tuning », « fine-tuner »", "« affinage », « affiner »",
+             exempt_if_line_has=r"^#\s|\{doc\}`"),
+    TermRule(r"(?<![*_\w-])learning[- ]rates?\b(?![*_])", "« learning rate »", "« taux d'apprentissage »"),
+    TermRule(r"\b(?:le|du|au|sur\s+le|jeu\s+de|partie\s+de|split\s+de)\s+dev\b(?![*_])",
+             "« le dev », « jeu de dev »", "« la validation », « le jeu de validation »"),
+    TermRule(r"\b(?:une|la|cette)\s+(?:seule\s+|autre\s+|même\s+|petite\s+|grosse\s+)?GPU\b",
+             "« une GPU », « une seule GPU »", "« un GPU » (le processeur graphique, masculin)"),
     TermRule(r"\blibrairies?\b", "« librairie » (library)", "« bibliothèque »"),
     TermRule(r"\bsets?\s+de\s+données\b", "« set de données »", "« jeu de données »"),
     TermRule(r"\binférence\s+(?:du|de|en)\s+langage\s+naturel\b", "« inférence de langage naturel »",
@@ -478,6 +489,11 @@ def check_terms(text: str, path: str = "<texte>") -> list[Issue]:
     for rule in TERM_RULES:
         view = views[rule.scope]
         for m in rule.regex().finditer(view):
+            if rule.exempt_if_line_has:
+                line_start = view.rfind("\n", 0, m.start()) + 1
+                line_end = view.find("\n", m.end())
+                if re.search(rule.exempt_if_line_has, text[line_start: line_end if line_end >= 0 else None]):
+                    continue
             if rule.exempt_if_sentence_has and re.search(
                 rule.exempt_if_sentence_has, _sentence(view, m.start(), m.end()), re.IGNORECASE
             ):
