@@ -92,7 +92,8 @@ bench: venv assets
 # 3. leurs sorties alimentent le cache du livre, qui est construit sans ré-exécution ;
 # 4. tests du site construit (liens, navigateur).
 test: venv web assets browser
-	$(BIN)/pytest -n $(JOBS) --dist worksteal -m "not site" tests --nbmake
+	$(BIN)/pytest -n $(JOBS) --dist worksteal -m "not site and not charge" tests --nbmake
+	$(BIN)/pytest -m charge tests
 	rm -rf $(NBMAKE_DIR) && mkdir -p $(NBMAKE_DIR)
 	cp book/[0-9][0-9]_*.ipynb $(NBMAKE_DIR)/
 	$(BIN)/pytest $(NBMAKE_DIR) --nbmake --nbmake-timeout=1800 --overwrite

@@ -2,6 +2,8 @@
 
 import asyncio
 import base64
+import json
+import random
 import os
 import time
 
@@ -109,7 +111,7 @@ def test_inference_error_is_a_500_and_server_survives(client):
 def test_fault_injection_queue(client):
     assert client.post("/_atelier/faults", json={"statuses": [429, 503]}).json() == {"pending": [429, 503]}
     r = client.post("/v1/embeddings", json={"model": "factice", "input": "a"})
-    assert _err(r, 429)["type"] == "rate_limit_error" and r.headers["retry-after"] == "0.1"
+    assert _err(r, 429)["type"] == "rate_limit_error" and r.headers["retry-after"] == "1"
     assert _err(client.post("/v1/embeddings", json={"model": "factice", "input": "a"}), 503)["type"] == "server_error"
     assert client.post("/v1/embeddings", json={"model": "factice", "input": "a"}).status_code == 200
     _err(client.post("/_atelier/faults", json={"statuses": [404]}), 400)
@@ -461,3 +463,170 @@ def test_start_server_refuses_a_server_listening_beyond_loopback(tiny_server_env
 
     with pytest.raises(RuntimeError, match="n'accepte que 127.0.0.1"):
         start_server("petit_serveur", "--host", "0.0.0.0", env=tiny_server_env, timeout=60)
+
+
+# --------------------------------------------------------------------------- requêtes hostiles, charge
+def test_hostile_bodies_get_4xx_in_openai_format():
+    from fastapi.testclient import TestClient
+
+    app = S.create_app([_fake_model()], max_body_bytes=1000)
+    with TestClient(app) as c:
+        assert "413" not in c.get("/health").json()["errors"]
+        _err(c.post("/v1/embeddings", content=b'{"model": "factice", "input": "' + b"a" * 2000 + b'"}'), 413)
+
+        def chunks():  # sans Content-Length : la limite tient aussi en lecture
+            for _ in range(10):
+                yield b" " * 200
+        _err(c.post("/v1/embeddings", content=chunks()), 413)
+        deep = b"[" * 100_000 + b"]" * 100_000
+    with TestClient(S.create_app([_fake_model()])) as c:
+        assert "imbriqué" in _err(c.post("/v1/embeddings", content=deep), 400)["message"]
+        lone = b'{"model": "factice", "input": ["ok", "\\ud800"]}'
+        err = _err(c.post("/v1/embeddings", content=lone), 400)
+        assert err["param"] == "input" and "Unicode" in err["message"]
+        _err(c.post("/v1/embeddings", content=b"\xff\xfe{}"), 400)
+        assert c.post("/v1/embeddings", json={"model": "factice", "input": "encore"}).status_code == 200
+
+
+def _slow_model(delay=0.05, fail_on=None):
+    import time as _time
+
+    def encode(texts):
+        _time.sleep(delay)
+        if fail_on is not None and any(fail_on in t for t in texts):
+            raise RuntimeError("panne de calcul")
+        return np.ones((len(texts), 4), dtype=np.float32)
+
+    return S.ServedModel(name="lent", encode=encode, count_tokens=lambda ts: [1] * len(ts), max_tokens=10, dim=4)
+
+
+def _asgi_gather(app, payloads, **kw):
+    import httpx
+
+    async def run():
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test", timeout=30) as c:
+                return await asyncio.gather(*[c.post("/v1/embeddings", json=p, **kw) for p in payloads])
+
+    return asyncio.run(run())
+
+
+def test_full_queue_is_503_with_integer_retry_after_and_deadline_is_504():
+    app = S.create_app([_slow_model(0.2)], max_queue=2, max_batch=1)
+    responses = _asgi_gather(app, [{"model": "lent", "input": f"t{i}"} for i in range(8)])
+    codes = sorted(r.status_code for r in responses)
+    assert 200 in codes and 503 in codes and set(codes) <= {200, 503}
+    busy = [r for r in responses if r.status_code == 503]
+    assert all(r.headers["retry-after"] == "1" for r in busy)
+    assert all(_err(r, 503)["type"] == "server_error" for r in busy)
+    app = S.create_app([_slow_model(0.5)], request_timeout=0.1)
+    (r,) = _asgi_gather(app, [{"model": "lent", "input": "t"}])
+    assert "0,1" in _err(r, 504)["message"] or "0.1" in _err(r, 504)["message"]
+
+
+def test_one_bad_text_fails_only_its_own_request():
+    app = S.create_app([_slow_model(0.02, fail_on="BOUM")], max_batch=64)
+    payloads = [{"model": "lent", "input": "BOUM" if i == 3 else f"t{i}"} for i in range(10)]
+    codes = [r.status_code for r in _asgi_gather(app, payloads)]
+    assert codes == [500 if i == 3 else 200 for i in range(10)]
+
+
+@pytest.mark.charge
+def test_load_200_concurrent_mixed_requests_on_loopback(tmp_path):
+    """Charge hostile bornée (127.0.0.1, serveur dans son propre processus) : aucun 5xx, format d'OpenAI partout."""
+    import socket
+    import subprocess
+    import sys
+    import textwrap
+    import threading
+
+    import httpx
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+
+    script = tmp_path / "serveur_charge.py"
+    script.write_text(textwrap.dedent(f"""
+        import time
+        import numpy as np, uvicorn
+        from atelier.embeddings import serve as S
+
+        def count_tokens(texts):  # 0,3 s pour 1,5 Mo, sans tenir le GIL, comme un tokenizer en Rust
+            time.sleep(sum(len(t) for t in texts) / 5e6)
+            return [len(t.split()) for t in texts]
+
+        model = S.ServedModel(name="charge", encode=lambda ts: np.ones((len(ts), 4), np.float32),
+                              count_tokens=count_tokens, max_tokens=400_000, dim=4)
+        app = S.create_app([model], api_key={KEY!r}, max_body_bytes=2 * 1024 * 1024)
+        uvicorn.run(app, host="127.0.0.1", port={port}, log_level="error")
+    """), "utf-8")
+    proc = subprocess.Popen([sys.executable, str(script)], env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            time.sleep(0.1)
+    else:
+        proc.kill()
+        pytest.fail("le serveur de charge n'a pas démarré en 30 s")
+    base = f"http://127.0.0.1:{port}"
+    auth = {"Authorization": f"Bearer {KEY}"}
+    big = json.dumps({"model": "charge", "input": "mot " * 375_000}).encode()
+    oversized = b"x" * (2 * 1024 * 1024 + 1)
+    kinds = ["ok", "malformed", "unauthorized", "bad_field"] * 100 + ["oversized"] * 20 + ["big_ok"] * 10
+    random.Random(0).shuffle(kinds)
+
+    def request(c, kind, i):
+        if kind == "ok":
+            return c.post("/v1/embeddings", json={"model": "charge", "input": f"phrase {i}"}, headers=auth)
+        if kind == "big_ok":  # 1,5 Mo valides : décodés et comptés hors de la boucle d'événements
+            return c.post("/v1/embeddings", content=big, headers=auth | {"content-type": "application/json"})
+        if kind == "malformed":
+            return c.post("/v1/embeddings", content=b'{"model": "charge", "input": [', headers=auth)
+        if kind == "oversized":
+            return c.post("/v1/embeddings", content=oversized, headers=auth)
+        if kind == "unauthorized":
+            return c.post("/v1/embeddings", json={"model": "charge", "input": "a"})
+        return c.post("/v1/embeddings", json={"model": "charge", "input": [1.5]}, headers=auth)
+
+    latencies, stop = [], threading.Event()
+
+    def probe():  # un client à part, dans son propre fil : mesure le serveur, pas la boucle du test
+        with httpx.Client(base_url=base, timeout=10) as c:
+            while not stop.is_set():
+                t0 = time.perf_counter()
+                assert c.get("/health").status_code == 200
+                latencies.append(time.perf_counter() - t0)
+                time.sleep(0.005)
+
+    async def run():
+        limits = httpx.Limits(max_connections=300, max_keepalive_connections=50)
+        async with httpx.AsyncClient(base_url=base, limits=limits, timeout=60) as c:
+            return await asyncio.gather(*[request(c, k, i) for i, k in enumerate(kinds)])
+
+    prober = threading.Thread(target=probe, daemon=True)
+    try:
+        prober.start()
+        responses = asyncio.run(run())
+        stop.set()
+        prober.join(10)
+        after = httpx.post(base + "/v1/embeddings", json={"model": "charge", "input": "après"}, headers=auth)
+    finally:
+        stop.set()
+        proc.terminate()
+        proc.wait(10)
+    assert len(responses) == len(kinds)  # aucune requête perdue
+    expected = {"ok": 200, "big_ok": 200, "malformed": 400, "oversized": 413, "unauthorized": 401, "bad_field": 400}
+    assert [r.status_code for r in responses] == [expected[k] for k in kinds]
+    for r in responses:
+        if r.status_code != 200:
+            _err(r, r.status_code)
+    assert len(latencies) >= 50
+    p99 = float(np.percentile(latencies, 99))
+    print(f"/health : {len(latencies)} sondes, p50 = {np.percentile(latencies, 50) * 1000:.1f} ms, p99 = {p99 * 1000:.1f} ms")
+    assert p99 < 0.2, f"/health p99 = {p99:.3f} s sous charge"
+    assert after.status_code == 200

@@ -37,8 +37,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from atelier.embeddings.batching import Batcher, ServerBusy
+
 API_KEY_ENV = "ATELIER_API_KEY"
 MAX_INPUTS = 2048  # même limite que l'API d'OpenAI
+MAX_BODY_BYTES = 2 * 1024 * 1024  # 2 Mio : 2 048 textes de 1 000 caractères
 _ERROR_TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 404: "invalid_request_error",
                 405: "invalid_request_error", 413: "invalid_request_error", 429: "rate_limit_error",
                 500: "server_error", 502: "server_error", 503: "server_error", 504: "server_error"}
@@ -74,68 +77,95 @@ def openai_error(status: int, message: str, *, param: str | None = None, code: s
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-class _Batcher:
-    """Regroupe les requêtes en attente d'un même modèle et les calcule en un seul appel."""
+class _RequestError(Exception):
+    """Requête refusée : code HTTP et champs de l'erreur au format d'OpenAI."""
 
-    def __init__(self, model: ServedModel, stats: _Stats, max_batch: int = 64, max_wait: float = 0.002):
-        self.model, self.stats, self.max_batch, self.max_wait = model, stats, max_batch, max_wait
-        self.queue: asyncio.Queue | None = None
-        self.task: asyncio.Task | None = None
+    def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.status, self.message, self.param, self.code = status, message, param, code
 
-    def start(self) -> None:
-        self.queue = asyncio.Queue()
-        self.task = asyncio.create_task(self._run())
 
-    async def stop(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-            try:
-                await self.task
-            except asyncio.CancelledError:
-                pass
+def _parse_request(raw: bytes, by_name: dict[str, ServedModel], max_inputs: int):
+    """Corps JSON -> ``(modèle, textes, format, nombres de jetons)`` ; ``_RequestError`` si invalide.
 
-    async def submit(self, texts: list[str]) -> np.ndarray:
-        fut = asyncio.get_running_loop().create_future()
-        await self.queue.put((texts, fut))
-        return await fut
+    Appelée hors de la boucle d'événements (décodage JSON et comptage des jetons
+    peuvent être longs) : un gros corps ne ralentit pas les autres clients.
+    """
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise _RequestError(400, "Corps de requête illisible : ce n'est pas du JSON valide (UTF-8).") from None
+    except RecursionError:
+        raise _RequestError(400, "Corps de requête refusé : JSON imbriqué trop profondément.") from None
+    if not isinstance(body, dict):
+        raise _RequestError(400, "Le corps de la requête doit être un objet JSON.")
+    name = body.get("model")
+    if not isinstance(name, str) or not name:
+        raise _RequestError(400, "Champ « model » manquant : donnez le nom d'un modèle servi.", "model")
+    if name not in by_name:
+        raise _RequestError(404, f"Le modèle « {name[:100]} » n'existe pas ici. Modèles servis : {', '.join(by_name)}.",
+                            "model", "model_not_found")
+    model = by_name[name]
+    inp = body.get("input")
+    if isinstance(inp, str):
+        texts = [inp]
+    elif isinstance(inp, list) and all(isinstance(t, str) for t in inp):
+        texts = inp
+    elif isinstance(inp, list) and inp and all(isinstance(t, (int, list)) for t in inp):
+        raise _RequestError(400, "Les entrées déjà découpées en jetons ne sont pas prises en charge : envoyez du texte.",
+                            "input")
+    else:
+        raise _RequestError(400, "Champ « input » invalide : une chaîne ou une liste de chaînes est attendue.", "input")
+    if not texts or any(not t for t in texts):
+        raise _RequestError(400, "Champ « input » vide : chaque texte doit contenir au moins un caractère.", "input")
+    if len(texts) > max_inputs:
+        raise _RequestError(400, f"Trop de textes dans une requête : {len(texts)} pour {max_inputs} au plus.", "input")
+    for i, t in enumerate(texts):
+        try:
+            t.encode("utf-8")
+        except UnicodeEncodeError:
+            raise _RequestError(400, f"Le texte {i} contient un caractère Unicode invalide (substitut isolé).",
+                                "input") from None
+    fmt = body.get("encoding_format", "float")
+    if fmt not in ("float", "base64"):
+        raise _RequestError(400, "encoding_format doit valoir « float » ou « base64 ».", "encoding_format")
+    dims = body.get("dimensions")
+    if dims is not None and dims != model.dim:
+        raise _RequestError(400, f"Ce modèle ne produit que des vecteurs de dimension {model.dim}.", "dimensions")
+    counts = model.count_tokens(texts)
+    too_long = [i for i, c in enumerate(counts) if c > model.max_tokens]
+    if too_long:
+        i = too_long[0]
+        raise _RequestError(400, f"Le texte {i} compte {counts[i]} jetons, au-delà de la limite de {model.max_tokens} "
+                                 f"jetons du modèle « {model.name} ». Découpez-le.", "input", "context_length_exceeded")
+    return model, texts, fmt, counts
 
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            items = [await self.queue.get()]
-            n = len(items[0][0])
-            deadline = loop.time() + self.max_wait
-            while n < self.max_batch:
-                try:
-                    item = self.queue.get_nowait() if not self.queue.empty() else await asyncio.wait_for(
-                        self.queue.get(), max(deadline - loop.time(), 0))
-                except (asyncio.TimeoutError, asyncio.QueueEmpty):
-                    break
-                items.append(item)
-                n += len(item[0])
-            flat = [t for texts, _ in items for t in texts]
-            try:
-                vecs = await asyncio.to_thread(self.model.encode, flat)  # (n, H)
-            except Exception as exc:  # jamais d'arrêt du serveur sur une erreur de calcul
-                for _, fut in items:
-                    if not fut.done():
-                        fut.set_exception(exc)
-                continue
-            self.stats.batches += 1
-            self.stats.texts += len(flat)
-            start = 0
-            for texts, fut in items:
-                if not fut.done():
-                    fut.set_result(vecs[start : start + len(texts)])
-                start += len(texts)
+
+def _response_body(model: ServedModel, vecs, fmt: str, counts: list[int]) -> bytes:
+    """Réponse OpenAI sérialisée (hors de la boucle d'événements : des milliers de flottants)."""
+    vecs = np.asarray(vecs, dtype="<f4")
+    data = []
+    for i, v in enumerate(vecs):
+        emb = base64.b64encode(v.tobytes()).decode("ascii") if fmt == "base64" else v.tolist()
+        data.append({"object": "embedding", "index": i, "embedding": emb})
+    total = int(sum(counts))
+    return json.dumps({"object": "list", "data": data, "model": model.name,
+                       "usage": {"prompt_tokens": total, "total_tokens": total}}).encode()
 
 
 def create_app(models: list[ServedModel], *, api_key: str | None = None, fault_injection: bool = False,
-               max_inputs: int = MAX_INPUTS, max_batch: int = 64):
-    """Construit l'application FastAPI qui sert ``models`` (au moins un)."""
+               max_inputs: int = MAX_INPUTS, max_batch: int = 64, max_body_bytes: int = MAX_BODY_BYTES,
+               max_queue: int = 256, request_timeout: float = 60.0):
+    """Construit l'application FastAPI qui sert ``models`` (au moins un).
+
+    Limites : corps de ``max_body_bytes`` octets au plus (413), ``max_queue``
+    requêtes en attente par modèle (503 et ``Retry-After``), ``request_timeout``
+    secondes par requête (504).
+    """
+    from concurrent.futures import ThreadPoolExecutor
     from contextlib import asynccontextmanager
 
-    from fastapi import FastAPI, Request
+    from fastapi import FastAPI, Request, Response
     from fastapi.exceptions import RequestValidationError
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -146,7 +176,13 @@ def create_app(models: list[ServedModel], *, api_key: str | None = None, fault_i
         for name in (m.name, *m.aliases):
             by_name[name] = m
     stats = _Stats()
-    batchers = {m.name: _Batcher(m, stats, max_batch=max_batch) for m in models}
+
+    def counted(n: int) -> None:
+        stats.batches += 1
+        stats.texts += n
+
+    batchers = {m.name: Batcher(m.encode, max_batch=max_batch, max_queue=max_queue, on_batch=counted) for m in models}
+    parser_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="atelier-parse")  # un tokenizer, un fil
     faults: collections.deque = collections.deque()
 
     @asynccontextmanager
@@ -156,6 +192,7 @@ def create_app(models: list[ServedModel], *, api_key: str | None = None, fault_i
         yield
         for b in batchers.values():
             await b.stop()
+        parser_pool.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(title="atelier — embeddings compatibles OpenAI", lifespan=lifespan, docs_url=None, redoc_url=None)
 
@@ -168,6 +205,10 @@ def create_app(models: list[ServedModel], *, api_key: str | None = None, fault_i
         msg = {404: "Route inconnue.", 405: "Méthode HTTP non autorisée pour cette route."}.get(
             exc.status_code, f"Requête refusée (code HTTP {exc.status_code}).")
         return error(exc.status_code, msg)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request, exc):  # dernier filet : une erreur imprévue reste au format d'OpenAI
+        return error(500, "Erreur interne du serveur ; réessayez.")
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request, exc):
@@ -201,65 +242,35 @@ def create_app(models: list[ServedModel], *, api_key: str | None = None, fault_i
             return unauthorized()
         if faults:
             status = faults.popleft()
-            headers = {"retry-after": "0.1"} if status == 429 else None
+            headers = {"retry-after": "1"} if status == 429 else None  # RFC 9110 : un nombre entier de secondes
             msg = "Trop de requêtes (panne simulée)." if status == 429 else f"Panne simulée du serveur ({status})."
             return error(status, msg, code="rate_limit_exceeded" if status == 429 else None, headers=headers)
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > max_body_bytes:
+            return error(413, f"Corps de requête trop gros : {declared} octets pour {max_body_bytes} au plus.")
+        raw = bytearray()
+        async for chunk in request.stream():
+            raw += chunk
+            if len(raw) > max_body_bytes:
+                return error(413, f"Corps de requête trop gros : plus de {max_body_bytes} octets.")
+        loop = asyncio.get_running_loop()
         try:
-            body = json.loads(await request.body())
-        except (ValueError, UnicodeDecodeError):
-            return error(400, "Corps de requête illisible : ce n'est pas du JSON valide.")
-        if not isinstance(body, dict):
-            return error(400, "Le corps de la requête doit être un objet JSON.")
-        name = body.get("model")
-        if not isinstance(name, str) or not name:
-            return error(400, "Champ « model » manquant : donnez le nom d'un modèle servi.", param="model")
-        if name not in by_name:
-            return error(404, f"Le modèle « {name} » n'existe pas ici. Modèles servis : {', '.join(by_name)}.",
-                         param="model", code="model_not_found")
-        model = by_name[name]
-        inp = body.get("input")
-        if isinstance(inp, str):
-            texts = [inp]
-        elif isinstance(inp, list) and all(isinstance(t, str) for t in inp):
-            texts = inp
-        elif isinstance(inp, list) and inp and all(isinstance(t, (int, list)) for t in inp):
-            return error(400, "Les entrées déjà découpées en jetons ne sont pas prises en charge : envoyez du texte.",
-                         param="input")
-        else:
-            return error(400, "Champ « input » invalide : une chaîne ou une liste de chaînes est attendue.",
-                         param="input")
-        if not texts or any(not t for t in texts):
-            return error(400, "Champ « input » vide : chaque texte doit contenir au moins un caractère.",
-                         param="input")
-        if len(texts) > max_inputs:
-            return error(400, f"Trop de textes dans une requête : {len(texts)} pour {max_inputs} au plus.",
-                         param="input")
-        fmt = body.get("encoding_format", "float")
-        if fmt not in ("float", "base64"):
-            return error(400, "encoding_format doit valoir « float » ou « base64 ».", param="encoding_format")
-        dims = body.get("dimensions")
-        if dims is not None and dims != model.dim:
-            return error(400, f"Ce modèle ne produit que des vecteurs de dimension {model.dim}.", param="dimensions")
-        counts = model.count_tokens(texts)
-        too_long = [i for i, c in enumerate(counts) if c > model.max_tokens]
-        if too_long:
-            i = too_long[0]
-            return error(400, f"Le texte {i} compte {counts[i]} jetons, au-delà de la limite de {model.max_tokens} "
-                              f"jetons du modèle « {model.name} ». Découpez-le.", param="input",
-                         code="context_length_exceeded")
+            model, texts, fmt, counts = await loop.run_in_executor(
+                parser_pool, _parse_request, bytes(raw), by_name, max_inputs)
+        except _RequestError as exc:
+            return error(exc.status, exc.message, param=exc.param, code=exc.code)
         stats.requests += 1
         try:
-            vecs = await batchers[model.name].submit(texts)
+            vecs = await batchers[model.name].submit(texts, timeout=request_timeout)
+        except ServerBusy:
+            return error(503, "Serveur saturé : trop de requêtes en attente ; réessayez dans une seconde.",
+                         headers={"retry-after": "1"})
+        except TimeoutError:
+            return error(504, f"Calcul trop long : pas de réponse en {request_timeout:g} s ; réessayez.")
         except Exception:
-            return error(500, "Le calcul des embeddings a échoué ; réessayez.")
-        vecs = np.asarray(vecs, dtype="<f4")
-        data = []
-        for i, v in enumerate(vecs):
-            emb = base64.b64encode(v.tobytes()).decode("ascii") if fmt == "base64" else v.tolist()
-            data.append({"object": "embedding", "index": i, "embedding": emb})
-        total = int(sum(counts))
-        return {"object": "list", "data": data, "model": model.name,
-                "usage": {"prompt_tokens": total, "total_tokens": total}}
+            return error(500, "Le calcul des embeddings a échoué ; réessayez.")
+        body = await asyncio.to_thread(_response_body, model, vecs, fmt, counts)
+        return Response(body, media_type="application/json")
 
     if fault_injection:
         @app.post("/_atelier/faults")
@@ -323,6 +334,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--name", help="nom public du modèle donné par --model-path")
     parser.add_argument("--inject-faults", action="store_true", help="active POST /_atelier/faults (démonstrations)")
     parser.add_argument("--max-batch", type=int, default=64, help="textes au plus par calcul regroupé")
+    parser.add_argument("--max-body", type=int, default=MAX_BODY_BYTES, help="octets au plus par requête (413 au-delà)")
+    parser.add_argument("--max-queue", type=int, default=256, help="requêtes en attente au plus (503 au-delà)")
+    parser.add_argument("--timeout", type=float, default=60.0, help="secondes au plus par requête (504 au-delà)")
     args = parser.parse_args(argv)
     try:
         host = _check_host(args.host)
@@ -348,7 +362,8 @@ def main(argv: list[str] | None = None) -> None:
             served.append(load_sentence_transformer(str(models.model_id(role)), role,
                                                     aliases=(alias,) if alias and alias != role else ()))
     api_key = config.secret(API_KEY_ENV) or None
-    app = create_app(served, api_key=api_key, fault_injection=args.inject_faults, max_batch=args.max_batch)
+    app = create_app(served, api_key=api_key, fault_injection=args.inject_faults, max_batch=args.max_batch,
+                     max_body_bytes=args.max_body, max_queue=args.max_queue, request_timeout=args.timeout)
     names = ", ".join(n for m in served for n in (m.name, *m.aliases))
     print(f"Serveur d'embeddings prêt sur http://{host}:{args.port}/v1 — modèles : {names} ; "
           f"clé d'API : {'exigée (variable ' + API_KEY_ENV + ')' if api_key else 'aucune'}.", flush=True)
