@@ -20,6 +20,11 @@ JOBS ?= 2
 export ATELIER_PROFILE ?= light
 export PYTHONHASHSEED := 0
 export TOKENIZERS_PARALLELISM := false
+# Les barres de progression (tqdm, datasets, hub) servent l'exécution en direct (Colab, Jupyter) :
+# au build et aux tests, elles ne s'impriment pas dans les pages publiées.
+export TQDM_DISABLE := 1
+export HF_DATASETS_DISABLE_PROGRESS_BARS := 1
+export HF_HUB_DISABLE_PROGRESS_BARS := 1
 # L'outillage du livre (tools/ : build, extension Sphinx tools.sphinx) n'est pas installé :
 # jupyter-book (lancé par son script, hors de la racine) le trouve par PYTHONPATH.
 export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))

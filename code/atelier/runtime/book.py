@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-from atelier.runtime import config
+from atelier.runtime import config, display
 from atelier.runtime.measure import peak_rss_mb
 
 # Bibliothèques dont le tampon donne la version.
@@ -217,13 +217,15 @@ def setup(slug: str, *, seed: int = 0) -> Chapter:
         # Rien ne doit venir du hub en profil léger : échouer vite plutôt qu'attendre le réseau.
         config.forbid_hub()
     _register_plotly_renderer()
+    display.install()  # tableaux pandas et figures plotly à la française
     import warnings
 
     warnings.filterwarnings("ignore", category=FutureWarning)
     threads = config.apply_threads()
     ctx = Chapter(slug=slug, seed=seed, profile=profile, precision=config.precision_name(), threads=threads)
-    data_dir = config.data_dir()
-    data_txt = str(data_dir) if data_dir.is_dir() else f"{data_dir} (absent : repli sur le hub)"
+    # Jamais le chemin local de la machine qui construit le livre : d'où viennent les données.
+    data_txt = ("copie locale (dossier ATELIER_DATA) des jeux de données publiés, cités dans la bibliographie"
+                if config.data_dir().is_dir() else "hub Hugging Face (pas de copie locale des jeux de données)")
     print(
         f"Chapitre {slug} : profil « {profile} » ({config.profile_source()}), graine {seed}.\n"
         f"Calcul : {config.precision_reason()} ; {threads} fils de calcul PyTorch.\n"
