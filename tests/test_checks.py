@@ -81,3 +81,26 @@ def test_check_type():
         check_type("prompt", 3, str)
     with pytest.raises(TypeError, match=r"de type int \(entier\) ou float \(réel\)\u00a0; reçu str"):
         check_type("x", "3", (int, float))
+
+
+# --------------------------------------------------------------------------- lignes de commande en français
+def test_cli_parser_speaks_french_and_leaves_argparse_alone(capsys):
+    import argparse
+
+    from atelier.runtime.cli import Parser
+
+    parser = Parser(prog="essai")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--mode", choices=["a", "b"])
+    for argv, expected in ((["--port", "abc"], "valeur invalide (type attendu : int) : 'abc'"),
+                           ([], "arguments obligatoires manquants : --port"),
+                           (["--port", "1", "--mode", "c"], "choix invalide : 'c'"),
+                           (["--port", "1", "--oups"], "arguments non reconnus : --oups")):
+        with pytest.raises(SystemExit) as exc:
+            parser.parse_args(argv)
+        assert exc.value.code == 2
+        err = capsys.readouterr().err
+        assert err.startswith("utilisation : essai") and f"essai : erreur : " in err and expected in err, err
+    assert "afficher cette aide et quitter" in parser.format_help()
+    english = argparse.ArgumentParser(prog="anglais")
+    assert english.format_usage().startswith("usage: ")  # les autres analyseurs restent tels quels

@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 from atelier.runtime.fmt import nombre
+from atelier.runtime.cli import Parser
 
 REPO = Path(__file__).resolve().parents[1]
 BOOK = REPO / "book"
@@ -84,7 +85,7 @@ def run_chapter(notebook: Path, workdir: Path, timeout: int = 1800) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.bench", description=__doc__.splitlines()[0])
+    parser = Parser(prog="python -m tools.bench", description=__doc__.splitlines()[0])
     parser.add_argument("chapters", nargs="*", help="préfixes de chapitres (ex. 03 05) ; défaut : tous")
     parser.add_argument("--strict", action="store_true", help="code de sortie 1 si un budget est dépassé")
     parser.add_argument("--json", type=Path, default=None, help="écrire aussi les résultats dans ce fichier")

@@ -27,6 +27,7 @@ from pathlib import Path
 import atelier
 from atelier.runtime import config
 from atelier.runtime.fmt import nombre
+from atelier.runtime.cli import Parser
 
 PACKAGE_DIR = Path(atelier.__file__).resolve().parent
 BOOK_DIR = config.REPO_ROOT / "book"
@@ -45,8 +46,13 @@ def execution_cache_dir() -> Path:
 # --- chapitres et paires -------------------------------------------------------
 
 def chapter_sources(book_dir: Path = BOOK_DIR) -> list[Path]:
-    """Les chapitres exécutables : ``book/NN_slug.md`` avec un ``kernelspec``."""
-    return sorted(p for p in book_dir.glob("[0-9][0-9]_*.md") if "kernelspec:" in p.read_text("utf-8")[:1000])
+    """Les chapitres exécutables : ``book/NN_slug.md`` avec un ``kernelspec`` (``ValueError`` s'il n'y en a aucun)."""
+    if not Path(book_dir).is_dir():
+        raise ValueError(f"book_dir : dossier introuvable : {str(book_dir)!r}.")
+    found = sorted(p for p in book_dir.glob("[0-9][0-9]_*.md") if "kernelspec:" in p.read_text("utf-8")[:1000])
+    if not found:
+        raise ValueError(f"book_dir : aucun chapitre exécutable (NN_slug.md avec kernelspec) dans {str(book_dir)!r}.")
+    return found
 
 
 def read_md_notebook(md: Path):
@@ -326,7 +332,7 @@ def weights_table_html(weights: dict[str, float]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.build", description="Outils du build du livre.")
+    parser = Parser(prog="python -m tools.build", description="Outils du build du livre.")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("notebooks", help="régénère les .ipynb sans sorties à partir des .md")
     sub.add_parser("check-pairs", help="vérifie que chaque .md et son .ipynb ont les mêmes cellules")

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tools.typography import TERM_RULES
+from atelier.runtime.cli import Parser
 
 SKIP_TAG = "code-output"
 
@@ -143,7 +144,7 @@ def check_paths(paths: list[Path]) -> list[OutputIssue]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.outputs",
+    parser = Parser(prog="python -m tools.outputs",
                                      description="Nombres et termes des sorties exécutées des chapitres.")
     parser.add_argument("paths", nargs="+", type=Path, help="notebooks exécutés ou dossier du site construit")
     parser.add_argument("--count", action="store_true", help="n'afficher que le nombre de fautes par fichier")

@@ -22,6 +22,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from atelier.runtime import config
+from atelier.runtime.cli import Parser
 
 MAX_PAGE_KIB = 2048  # 2 Mo par page de chapitre, hors ressources partagées du site
 
@@ -330,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import sys
 
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m tools.site",
         description="Aligne la première cellule des chapitres sur la cellule d'installation de CONTRIBUTING.md.",
     )

@@ -32,6 +32,7 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from atelier.runtime.cli import Parser
 
 NBSP = "\u00a0"
 NNBSP = "\u202f"
@@ -520,7 +521,7 @@ def _read(path: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m tools.typography",
         description="Vérifie (check) ou corrige (fix) la typographie française de pages MyST ; "
                     "signale aussi les traductions à éviter du glossaire.",

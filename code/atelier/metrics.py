@@ -25,6 +25,10 @@ def classification_scores(y_true: Sequence[int], y_pred: Sequence[int]) -> dict[
         raise ValueError("y_true et y_pred doivent être des séquences à une dimension d'étiquettes.")
     if len(y_true) == 0:
         raise ValueError("Impossible de calculer des scores sur zéro exemple.")
+    for name, y in (("y_true", y_true), ("y_pred", y_pred)):
+        if y.dtype.kind == "f" and not np.all(np.isfinite(y) & (y == np.round(y))):
+            raise ValueError(f"{name} doit contenir des étiquettes (entiers ou noms de classes) ; reçu des "
+                             f"valeurs non entières ou NaN (par exemple {y[~(np.isfinite(y) & (y == np.round(y)))][:3].tolist()!r}).")
     if len(y_true) != len(y_pred):
         raise ValueError(
             f"y_true ({len(y_true)} éléments) et y_pred ({len(y_pred)} éléments) doivent avoir la même longueur."

@@ -65,7 +65,11 @@ def count_weights(source) -> int | None:
 
     if isinstance(source, nn.Module):
         return parameter_counts(source)[1]
-    if isinstance(source, (str, Path)) and str(source).endswith(".npz"):
+    if isinstance(source, (str, Path)):
+        if not str(source).endswith(".npz"):
+            raise ValueError(f"source : seuls les fichiers de poids .npz sont lus ; reçu {str(source)!r}.")
+        if not Path(source).is_file():
+            raise ValueError(f"source : fichier de poids introuvable : {str(source)!r}.")
         import numpy as np
 
         with np.load(source) as weights:

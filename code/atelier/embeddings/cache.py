@@ -27,6 +27,9 @@ __all__ = ["cache_key", "EmbeddingCache"]
 
 def cache_key(model: str, text: str) -> str:
     """Empreinte SHA-256 de (modèle, texte) : la clé d'un vecteur dans le cache."""
+    for name, value in (("model", model), ("text", text)):
+        if not isinstance(value, str):
+            raise TypeError(f"{name} doit être une chaîne ; reçu {type(value).__name__} ({value!r}).")
     return hashlib.sha256(model.encode("utf-8") + b"\x00" + text.encode("utf-8")).hexdigest()
 
 
@@ -34,6 +37,8 @@ class EmbeddingCache:
     """Vecteurs float32 indexés par (modèle, empreinte du texte), en SQLite : sur disque (``path``) ou en mémoire."""
 
     def __init__(self, path: str | os.PathLike | None = None):
+        if path is not None and not isinstance(path, str | os.PathLike):
+            raise TypeError(f"path doit être un chemin de fichier (str ou Path) ou None ; reçu {type(path).__name__}.")
         if path is None:
             self.path = None
             self._db = sqlite3.connect(":memory:")

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from atelier.embeddings.batching import Batcher, ServerBusy
+from atelier.runtime.cli import Parser
 
 API_KEY_ENV = "ATELIER_API_KEY"
 MAX_INPUTS = 2048  # même limite que l'API d'OpenAI
@@ -324,7 +325,7 @@ def _check_host(host: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m atelier.embeddings.serve",
+    parser = Parser(prog="python -m atelier.embeddings.serve",
                                      description="Serveur d'embeddings compatible OpenAI, sur 127.0.0.1.")
     parser.add_argument("--host", default="127.0.0.1", help="adresse de boucle locale (défaut : 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000)

@@ -141,6 +141,8 @@ def hub_endpoint() -> str:
 
 def secret(var: str) -> str:
     """Valeur (sans espaces autour) de la variable d'environnement ``var``, ``""`` si absente : clés d'API."""
+    if not isinstance(var, str) or not var.strip():
+        raise ValueError(f"var doit être le nom (non vide) d'une variable d'environnement ; reçu {var!r}.")
     return os.environ.get(var, "").strip()
 
 

@@ -68,6 +68,12 @@ def french_table(data, decimals: dict | int | None = None, index: bool = True):
         raise TypeError(f"data doit être un DataFrame ou une Series pandas ; reçu : {type(data).__name__}.")
     if decimals is not None and not isinstance(decimals, dict | int):
         raise TypeError(f"decimals doit être un entier, un dictionnaire ou None ; reçu : {type(decimals).__name__}.")
+    from atelier.runtime.checks import check_int
+
+    if isinstance(decimals, int):
+        decimals = check_int("decimals", decimals, min=0, max=12)
+    elif isinstance(decimals, dict):
+        decimals = {k: check_int(f"decimals[{k!r}]", v, min=0, max=12) for k, v in decimals.items()}
     per_column = {}
     for col in data.columns:
         if isinstance(decimals, int):

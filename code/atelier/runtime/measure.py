@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 
 import psutil
 
+from atelier.runtime.checks import check_float
+
 
 def disk_bytes(*paths) -> int:
     """Taille sur disque, en octets, de fichiers ou de dossiers (tout leur contenu).
@@ -80,9 +82,7 @@ class measure:
     """
 
     def __init__(self, interval: float = 0.01):
-        if not isinstance(interval, (int, float)) or interval <= 0:
-            raise ValueError(f"interval doit être un nombre strictement positif (secondes), reçu {interval!r}.")
-        self.interval = float(interval)
+        self.interval = check_float("interval", interval, min=0, min_open=True, max=60)  # secondes, NaN refusé
         self.result = Measurement()
         self._thread: threading.Thread | None = None
 

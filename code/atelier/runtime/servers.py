@@ -109,6 +109,10 @@ def wait_until_ready(server: Server, health: str = "/", *, timeout: float = 180,
     sur 127.0.0.1 ; ``TimeoutError`` (serveur arrêté) s'il ne répond pas en
     ``timeout`` secondes. Les deux messages citent la fin du journal.
     """
+    if not isinstance(server, Server):
+        raise TypeError(f"server doit être un Server (rendu par start_server) ; reçu {type(server).__name__}.")
+    if not isinstance(health, str) or not health.startswith("/"):
+        raise ValueError(f"health doit être un chemin commençant par « / » ; reçu {health!r}.")
     timeout = check_float("timeout", timeout, min=0, min_open=True)
     start = time.perf_counter()
     while not _responds(server.url + health):
