@@ -4,6 +4,7 @@
 #   make test    tous les tests : unitaires, notebooks (nbmake), build, site, navigateur
 #   make serve   aperçu local sur http://127.0.0.1:8000
 #   make bench   chaque chapitre en float32 imposé : durée et mémoire face au budget
+#   make pdf     l'édition PDF (_build/pdf/latelier-des-llm.pdf), depuis les sorties déjà exécutées
 # Profil : ATELIER_PROFILE=light (défaut, CPU) ou full (GPU + hub), ex. `make book ATELIER_PROFILE=full`.
 
 SHELL := /bin/bash
@@ -32,10 +33,10 @@ export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
 JB := $(BIN)/jupyter-book build . --path-output . -W -n --keep-going
 NBMAKE_DIR := nbmake_out
 
-.PHONY: help book test serve venv assets web browser notebooks bench lock clean
+.PHONY: help book test serve venv assets web browser notebooks bench lock clean pdf texlive
 
 help:
-	@sed -n '2,7p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '2,8p' Makefile | sed 's/^# \{0,1\}//'
 
 # --- environnement -----------------------------------------------------------
 $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
@@ -70,6 +71,15 @@ browser:
 	@$(CHROMIUM) --headless --no-sandbox --disable-gpu --version >/dev/null 2>&1 || \
 	  { echo "$(CHROMIUM) ne démarre pas : réinstallez le paquet Debian « chromium »." >&2; exit 1; }
 
+# XeLaTeX de TeX Live (Debian) pour l'édition PDF ; rien n'est téléchargé au moment du build.
+TEX_PACKAGES := texlive-xetex texlive-lang-french texlive-latex-extra texlive-fonts-recommended latexmk fonts-dejavu lmodern
+texlive:
+	@command -v xelatex >/dev/null && command -v latexmk >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(TEX_PACKAGES) >/dev/null; \
+	  else echo "XeLaTeX manque : installez les paquets Debian $(TEX_PACKAGES) (sudo apt-get install …)." >&2; exit 1; fi; }
+
 # --- livre -------------------------------------------------------------------
 notebooks: venv
 	$(PY) -m tools.build notebooks
@@ -78,6 +88,12 @@ book: venv web assets
 	$(PY) -m tools.build check-pairs
 	$(JB)
 	@echo "Livre écrit dans _build/html/index.html"
+
+# Le PDF reprend le cache d'exécution du site (make book d'abord : sans ré-exécution s'il est chaud),
+# puis est publié avec le site (_build/html/latelier-des-llm.pdf).
+pdf: book texlive browser
+	$(PY) -m tools.pdf
+	cp _build/pdf/latelier-des-llm.pdf _build/html/latelier-des-llm.pdf
 
 serve:
 	@test -f _build/html/index.html || { echo "Lancez d'abord « make book »." >&2; exit 1; }
@@ -96,7 +112,7 @@ bench: venv assets
 #    deux chapitres côte à côte sur 2 cœurs vont plus de quatre fois moins vite ;
 # 3. leurs sorties alimentent le cache du livre, qui est construit sans ré-exécution ;
 # 4. tests du site construit (liens, navigateur).
-test: venv web assets browser
+test: venv web assets browser texlive
 	$(BIN)/pytest -n $(JOBS) --dist worksteal -m "not site and not charge" tests --nbmake
 	$(BIN)/pytest -m charge tests
 	rm -rf $(NBMAKE_DIR) && mkdir -p $(NBMAKE_DIR)
@@ -104,6 +120,8 @@ test: venv web assets browser
 	$(BIN)/pytest $(NBMAKE_DIR) --nbmake --nbmake-timeout=1800 --overwrite
 	$(PY) -m tools.build import-executed $(NBMAKE_DIR)
 	$(JB)
+	$(PY) -m tools.pdf
+	cp _build/pdf/latelier-des-llm.pdf _build/html/latelier-des-llm.pdf
 	$(BIN)/pytest -m site tests
 
 lock: venv

@@ -73,3 +73,11 @@ def test_output_checker_reads_notebooks_and_skips_tagged_cells(tmp_path):
     (tmp_path / "vide").mkdir()
     with pytest.raises(ValueError, match="aucune page"):
         outputs.check_paths([tmp_path / "vide"])
+
+
+def test_latex_table_is_french_and_escaped():
+    df = pd.DataFrame({"jeu_de": ["a_b"], "part": [0.125], "n": [2307]})
+    tex = display.latex_table(df.style.format({"part": lambda x: f"{100 * x:.1f} %"}))
+    assert r"a\_b" in tex and r"12.5 \%" in tex and r"jeu\_de" in tex and r"\toprule" in tex
+    tex = display.latex_table(df)
+    assert "0,1250" in tex and "2\u202f307" in tex

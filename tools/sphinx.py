@@ -97,11 +97,26 @@ def _add_theme_translations(app: Sphinx) -> None:
     locale.init([str(compile_theme_catalog(config.build_dir() / "_atelier_locale"))], app.config.language, THEME_CATALOG)
 
 
+PDF_HREF = 'href="latelier-des-llm.pdf"'  # lien du pied de page (_config.yml), relatif à la racine du site
+
+
+def _link_pdf(outdir: Path) -> None:
+    """Le lien « Le livre entier en PDF » du pied de page, relatif à chaque page (site publié sous un sous-chemin)."""
+    for page in outdir.rglob("*.html"):
+        depth = len(page.relative_to(outdir).parts) - 1
+        if depth == 0:
+            continue
+        html = page.read_text(encoding="utf-8")
+        if PDF_HREF in html:
+            page.write_text(html.replace(PDF_HREF, f'href="{"../" * depth}latelier-des-llm.pdf"'), encoding="utf-8")
+
+
 def _on_build_finished(app: Sphinx, exc) -> None:
     if exc is not None or app.builder.format != "html":
         return
     shutil.copytree(MATHJAX_DIR, Path(app.outdir) / "_static" / "mathjax", dirs_exist_ok=True)
     build.record_chapter_hashes(app.srcdir, app.config.nb_execution_cache_path)
+    _link_pdf(Path(app.outdir))
     weights = build.page_weights(Path(app.outdir))
     for docname in REPORT_DOCS:
         page = Path(app.outdir) / f"{docname}.html"
@@ -111,7 +126,8 @@ def _on_build_finished(app: Sphinx, exc) -> None:
 
 def _on_env_get_outdated(app, env, added, changed, removed):
     # Le rapport d'exécution et les chapitres dont le code a changé sont relus à chaque build.
-    stale = build.stale_chapter_docnames(app.srcdir, app.config.nb_execution_cache_path)
+    executes = app.config.nb_execution_mode != "off"  # édition PDF : sorties déjà dans les notebooks
+    stale = build.stale_chapter_docnames(app.srcdir, app.config.nb_execution_cache_path) if executes else []
     # sphinxcontrib-bibtex ne rafraîchit pas `:all:` quand un .bib est ajouté : on relit la page.
     reports = {
         build.docname(md, app.srcdir)
@@ -132,7 +148,7 @@ def _on_env_updated(app: Sphinx, env) -> None:
     from jupyter_cache import get_cache
 
     cache_path = app.config.nb_execution_cache_path
-    if not cache_path or not Path(cache_path).exists():
+    if app.config.nb_execution_mode == "off" or not cache_path or not Path(cache_path).exists():
         return
     cache = get_cache(cache_path)
     for md in build.chapter_sources(Path(app.srcdir) / "book"):

@@ -26,7 +26,7 @@ import numpy as np
 
 from atelier.runtime.fmt import MISSING, nombre
 
-__all__ = ["auto_decimals", "french_table", "install"]
+__all__ = ["auto_decimals", "french_table", "latex_table", "install"]
 
 SEPARATORS = ",\u202f"  # plotly : décimale puis milliers
 
@@ -99,6 +99,31 @@ def _missing(v) -> bool:
         return False
 
 
+_LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+
+
+def _latex_escape(text: str) -> str:
+    return "".join(_LATEX_SPECIAL.get(c, c) for c in str(text))
+
+
+def latex_table(styler) -> str:
+    """Le tableau d'un ``Styler`` (ou d'un DataFrame) en LaTeX (booktabs), pour l'édition PDF du livre."""
+    import pandas as pd
+
+    if isinstance(styler, pd.DataFrame | pd.Series):
+        styler = french_table(styler)
+    shown = styler.data.astype(object)  # copie : les cellules reçoivent leur texte affiché
+    ctx = styler._translate(False, False)  # cellules telles que le Styler les affiche (formats compris)
+    for r, row in enumerate(ctx["body"]):
+        cells = [c for c in row if c.get("type") == "td"]
+        for j, cell in enumerate(cells[: shown.shape[1]]):
+            shown.iat[r, j] = cell.get("display_value", "")
+    shown.columns = [_latex_escape(c) for c in shown.columns]
+    shown.index = [_latex_escape(i) for i in shown.index]
+    return shown.map(_latex_escape).to_latex(escape=False)
+
+
 def install() -> None:
     """Tableaux pandas et figures plotly à la française pour la suite de l'exécution (idempotent)."""
     import plotly.graph_objects as go
@@ -123,3 +148,8 @@ def install() -> None:
     html = shell.display_formatter.formatters["text/html"]
     html.for_type(pd.DataFrame, lambda df: french_table(df).to_html())
     html.for_type(pd.Series, lambda s: french_table(s).to_html())
+    from pandas.io.formats.style import Styler
+
+    latex = shell.display_formatter.formatters["text/latex"]  # l'édition PDF lit cette sortie
+    for kind in (pd.DataFrame, pd.Series, Styler):
+        latex.for_type(kind, latex_table)
