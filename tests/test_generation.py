@@ -253,3 +253,29 @@ def test_real_causal_lm_greedy_and_filter():
         params = dict(temperature=t, top_k=k, top_p=p, repetition_penalty=r)
         torch.testing.assert_close(filter_logits(logits, previous_ids=ids, **params),
                                    hf_filter(logits, ids, **params), rtol=0, atol=0)
+
+
+def test_generate_ids_uses_the_given_choice_function():
+    """Un chapitre passe sa propre copie de next_token : la boucle l'appelle à chaque pas."""
+    import torch
+
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from atelier.anatomie import generation as G
+
+    cfg = GPT2Config(vocab_size=50, n_positions=32, n_embd=16, n_layer=1, n_head=2)
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(cfg).eval()
+    prompt = torch.tensor([[1, 2, 3]])
+    calls = []
+
+    def always_seven(logits, ids, **kw):
+        calls.append(ids.shape[1])
+        return torch.full((ids.shape[0],), 7)
+
+    out = G.generate_ids(model, prompt, max_new_tokens=4, choose=always_seven)
+    assert out[0, 3:].tolist() == [7, 7, 7, 7] and calls == [3, 4, 5, 6]
+    assert torch.equal(G.generate_ids(model, prompt, max_new_tokens=4),
+                       G.generate_ids(model, prompt, max_new_tokens=4, choose=G.next_token))
+    with pytest.raises(TypeError, match="choose"):
+        G.generate_ids(model, prompt, max_new_tokens=2, choose="argmax")

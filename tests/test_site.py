@@ -279,3 +279,114 @@ def test_no_english_theme_label_left(page):
     html = page.read_text("utf-8")
     left = [en for en in THEME_EN if f'"{en}"' in html or f">{en}<" in html]
     assert not left, f"libellés du thème restés en anglais : {left}"
+
+
+# --- issue 14 : la page s'ouvre sur l'enseignement, exercices, glossaire ---------------------
+
+import re  # noqa: E402
+
+EXERCISE_CHAPTERS = ("01_anatomie", "02_embeddings", "04_lora_nf4")
+_FENCED = re.compile(r"^```\{(?P<kind>exercise|solution-start|solution-end)\}[^\n]*\n(?P<opts>(?::[\w-]+:[^\n]*\n)*)",
+                     re.MULTILINE)
+
+
+def _exercise_blocks(text: str) -> tuple[list[str], dict[str, str]]:
+    """(étiquettes des exercices, {étiquette : texte de sa solution}) d'un chapitre MyST."""
+    labels, solutions = [], {}
+    marks = list(_FENCED.finditer(text))
+    for i, m in enumerate(marks):
+        if m["kind"] == "exercise":
+            label = re.search(r":label:\s*(\S+)", m["opts"])
+            labels.append(label[1] if label else "")
+        elif m["kind"] == "solution-start":
+            target = m.group(0).split("}", 1)[1].split("\n", 1)[0].strip()
+            end = next((n for n in marks[i + 1:] if n["kind"] == "solution-end"), None)
+            solutions[target] = text[m.end(): end.start() if end else len(text)]
+            assert ":class: dropdown" in m["opts"], f"la solution de {target} doit être repliée (:class: dropdown)"
+    return labels, solutions
+
+
+def _exercise_sources() -> list[Path]:
+    return [p for p in sorted((ROOT / "book").glob("[0-9][0-9]_*.md")) if "```{exercise}" in p.read_text("utf-8")]
+
+
+def test_chapters_end_with_a_recap_and_exercises():
+    with_exercises = {p.stem for p in _exercise_sources()}
+    assert set(EXERCISE_CHAPTERS) <= with_exercises, f"chapitres avec exercices : {sorted(with_exercises)}"
+    for md in _exercise_sources():
+        text = md.read_text("utf-8")
+        assert "## À retenir" in text and "## Exercices" in text, md.name
+        assert text.index("## À retenir") < text.index("## Exercices") < text.index("```{exercise}"), md.name
+
+
+@pytest.mark.parametrize("md", _exercise_sources(), ids=lambda p: p.stem)
+def test_every_exercise_has_an_executed_checked_solution(md):
+    labels, solutions = _exercise_blocks(md.read_text("utf-8"))
+    assert 3 <= len(labels) <= 5, f"{md.name} : {len(labels)} exercices, 3 à 5 attendus"
+    assert len(set(labels)) == len(labels) and all(l.startswith(f"ex-{md.stem[:2]}-") for l in labels), labels
+    assert set(solutions) == set(labels), f"{md.name} : exercices sans solution {sorted(set(labels) - set(solutions))}"
+    for label, body in solutions.items():
+        cells = re.findall(r"^```\{code-cell\}[^\n]*\n(.*?)^```", body, re.MULTILINE | re.DOTALL)
+        assert cells, f"{md.name}, {label} : la solution n'a pas de cellule de code exécutée"
+        assert any(re.search(r"^\s*assert\b", c, re.MULTILINE) for c in cells), (
+            f"{md.name}, {label} : la solution ne vérifie rien (aucun assert)")
+
+
+def _glossary_terms() -> set[str]:
+    text = (ROOT / "book" / "90_glossaire.md").read_text("utf-8")
+    terms = set()
+    for block in re.findall(r"^:::\{glossary\}\n(.*?)^:::", text, re.MULTILINE | re.DOTALL):
+        terms |= {line.strip().lower() for line in block.split("\n") if line.strip() and not line.startswith(" ")}
+    return terms
+
+
+def test_glossary_is_a_sphinx_glossary():
+    terms = _glossary_terms()
+    assert {"jeton", "plongement", "attention", "lora", "nf4", "affinage", "exactitude"} <= terms, sorted(terms)
+
+
+@pytest.mark.parametrize("md", sorted((ROOT / "book").glob("[0-9][0-9]_*.md")), ids=lambda p: p.stem)
+def test_term_links_point_to_glossary_entries(md):
+    terms = _glossary_terms()
+    used = re.findall(r"\{term\}`([^`]+)`", md.read_text("utf-8"))
+    targets = [(m.group(1) if (m := re.search(r"<([^>]+)>\s*$", u)) else u).strip().lower() for u in used]
+    assert not set(targets) - terms, f"{md.name} : termes absents du glossaire {sorted(set(targets) - terms)}"
+    assert len(targets) == len(set(targets)), f"{md.name} : un terme n'est lié qu'à sa première occurrence"
+    if md.stem[:2] in ("00", "01", "02", "04"):
+        assert len(targets) >= 5, f"{md.name} : {len(targets)} liens vers le glossaire"
+
+
+def _built_page(doc: str) -> Path:
+    return SITE / f"book/{doc}.html"
+
+
+@pytest.mark.site
+@pytest.mark.parametrize("doc", EXERCISE_CHAPTERS)
+def test_exercises_render_in_french_with_folded_solutions(doc):
+    html_soup = site.soup(_built_page(doc))
+    exercises = html_soup.select("div.exercise")
+    solutions = html_soup.select("div.solution")
+    assert 3 <= len(exercises) == len(solutions), (len(exercises), len(solutions))
+    for node in exercises:
+        title = node.select_one(".admonition-title").get_text(" ", strip=True)
+        assert title.startswith("Exercice") and "Exercise" not in title, title
+    for node in solutions:
+        title = node.select_one(".admonition-title").get_text(" ", strip=True)
+        assert "dropdown" in node.get("class", []), node.get("class")
+        assert title.startswith("Solution") and "Exercise" not in title and "Solution to" not in title, title
+        assert node.select("div.cell"), "la solution doit contenir sa cellule de code"
+
+
+@pytest.mark.site
+@pytest.mark.parametrize("doc", ["00_preface", *EXERCISE_CHAPTERS])
+def test_page_opens_on_teaching_and_links_the_glossary(doc):
+    html = _built_page(doc).read_text("utf-8")
+    assert 'find_spec("atelier")' not in html and "find_spec(&quot;atelier&quot;)" not in html, (
+        "la cellule d'installation ne doit pas paraître sur le site")
+    html_soup = site.soup(_built_page(doc))
+    links = [a["href"] for a in html_soup.select("a.reference") if "90_glossaire.html#term-" in a.get("href", "")]
+    assert len(links) >= 5, f"{doc} : {len(links)} liens vers le glossaire"
+    if doc != "00_preface":
+        first = html_soup.select("div.cell")[0]
+        assert "tag_hide-cell" in first.get("class", []) or "tag_remove-input" in first.get("class", []) or \
+            "setup(" in first.get_text(), "la première cellule visible doit être repliée ou être setup()"

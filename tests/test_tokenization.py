@@ -5,6 +5,7 @@ import tiktoken
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
+from atelier.anatomie import tokenization as T
 from atelier.anatomie.tokenization import count_words, encode, fertility, pieces, token_bytes, word_fertility
 
 CORPUS = [
@@ -108,3 +109,27 @@ def test_real_tokenizers_round_trip(role):
             assert raw.decode().strip() == text.strip() or raw.decode().replace(" ", "") == text.replace(" ", "")
         else:
             assert raw == text.encode("utf-8")
+
+
+def test_train_bpe_learns_the_merges_of_tokenizers():
+    from tokenizers import Tokenizer, models as tk_models, pre_tokenizers, trainers
+
+    text = ("le chat mange la pâtisserie ; les chats mangent les pâtisseries, et le chien regarde. " * 7
+            + "Une phrase rare : zèbre, xylophone, quatre-vingt-dix !")
+    hf = Tokenizer(tk_models.BPE())
+    hf.pre_tokenizer = pre_tokenizers.Whitespace()
+    hf.train_from_iterator([text], trainers.BpeTrainer(vocab_size=90, show_progress=False))
+    vocab = [tok for tok, _ in sorted(hf.get_vocab().items(), key=lambda kv: kv[1])]
+    n_chars = len(set("".join(T.PRE_TOKEN_RE.findall(text))))
+    hf_merges = vocab[n_chars:]
+    assert len(hf_merges) > 20
+    assert T.train_bpe(text, len(hf_merges)) == hf_merges
+
+
+def test_train_bpe_stops_when_words_are_single_symbols_and_validates():
+    assert T.train_bpe("ab ab", 5) == ["ab"]
+    assert T.train_bpe("ab", 0) == []
+    with pytest.raises(ValueError, match="n_merges"):
+        T.train_bpe("ab", -1)
+    with pytest.raises(TypeError, match="text"):
+        T.train_bpe(b"ab", 1)

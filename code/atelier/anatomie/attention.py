@@ -154,14 +154,15 @@ def _attention_input(model, input_ids, layer):
     return captured["x"], module
 
 
-def attention_weights_from_model(model, input_ids, layer):
-    """Recalcule les poids d'attention de la couche ``layer`` avec les projections du modèle.
+def layer_queries_keys(model, input_ids, layer):
+    """Requêtes et clés de la couche ``layer``, avant RoPE, et la façon de les combiner.
 
-    On lit seulement l'entrée du bloc d'attention (déjà normalisée) ; tout le
-    reste (projections Q/K/V, découpage en têtes, QK-norm, RoPE, GQA, masque
-    causal ou à fenêtre glissante, softmax) est refait ici.
+    On lit seulement l'entrée du bloc d'attention (déjà normalisée) ; projections
+    Q/K, découpage en têtes et QK-norm (Gemma 3) sont refaits ici.
 
-    ``input_ids`` : tenseur ``(B, T)`` sans remplissage. Renvoie ``(B, H, T, T)``.
+    ``input_ids`` : tenseur ``(B, T)`` sans remplissage. Renvoie ``(q, k, réglages)`` :
+    ``q`` ``(B, H, T, D)``, ``k`` ``(B, H_kv, T, D)`` et les arguments nommés
+    ``scale``, ``rope_theta`` et ``sliding_window`` de :func:`attention_weights`.
     """
     if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2:
         raise ValueError("input_ids doit être un tenseur d'entiers de forme (B, T), sans remplissage.")
@@ -181,32 +182,54 @@ def attention_weights_from_model(model, input_ids, layer):
             q, k, _ = attn.c_attn(x).split(C, dim=2)  # 3 × (B, T, C)
             q = q.view(B, T, H, D).transpose(1, 2)  # (B, H, T, D)
             k = k.view(B, T, H, D).transpose(1, 2)  # (B, H, T, D)
-            scale = attn.scaling
-            mask = causal_mask(T, device=x.device)
+            return q, k, {"scale": attn.scaling, "rope_theta": None, "sliding_window": None}
+        H, H_kv = cfg.num_attention_heads, cfg.num_key_value_heads
+        D = getattr(cfg, "head_dim", None) or C // H
+        q = attn.q_proj(x).view(B, T, H, D).transpose(1, 2)  # (B, H, T, D)
+        k = attn.k_proj(x).view(B, T, H_kv, D).transpose(1, 2)  # (B, H_kv, T, D)
+        layer_type = cfg.layer_types[layer] if getattr(cfg, "layer_types", None) else "full_attention"
+        if model_type == "gemma3_text":
+            q = _rms_norm_gemma(q, attn.q_norm.weight, attn.q_norm.eps)  # QK-norm
+            k = _rms_norm_gemma(k, attn.k_norm.weight, attn.k_norm.eps)
+            rope = cfg.rope_parameters[layer_type]
+            scale = cfg.query_pre_attn_scalar ** -0.5
         else:
-            H, H_kv = cfg.num_attention_heads, cfg.num_key_value_heads
-            D = getattr(cfg, "head_dim", None) or C // H
-            q = attn.q_proj(x).view(B, T, H, D).transpose(1, 2)  # (B, H, T, D)
-            k = attn.k_proj(x).view(B, T, H_kv, D).transpose(1, 2)  # (B, H_kv, T, D)
-            layer_type = cfg.layer_types[layer] if getattr(cfg, "layer_types", None) else "full_attention"
-            if model_type == "gemma3_text":
-                q = _rms_norm_gemma(q, attn.q_norm.weight, attn.q_norm.eps)  # QK-norm
-                k = _rms_norm_gemma(k, attn.k_norm.weight, attn.k_norm.eps)
-                rope = cfg.rope_parameters[layer_type]
-                scale = cfg.query_pre_attn_scalar ** -0.5
-            else:
-                rope = cfg.rope_parameters
-                scale = D ** -0.5
-            if rope.get("rope_type", "default") != "default":
-                raise ValueError(f"Seul le RoPE « default » est refait ici, reçu {rope.get('rope_type')!r}.")
-            cos, sin = rotary_cos_sin(T, D, rope["rope_theta"], dtype=q.dtype)
+            rope = cfg.rope_parameters
+            scale = D ** -0.5
+    if rope.get("rope_type", "default") != "default":
+        raise ValueError(f"Seul le RoPE « default » est refait ici, reçu {rope.get('rope_type')!r}.")
+    window = cfg.sliding_window if layer_type == "sliding_attention" else None
+    return q, k, {"scale": scale, "rope_theta": rope["rope_theta"], "sliding_window": window}
+
+
+def attention_weights(q, k, *, scale, rope_theta=None, sliding_window=None):
+    """Poids d'attention causale ``(B, H, T, T)`` à partir des requêtes et des clés, avant RoPE.
+
+    ``q`` : ``(B, H, T, D)`` ; ``k`` : ``(B, H_kv, T, D)``, avec ``H`` multiple de ``H_kv`` (GQA).
+    """
+    T, D = q.shape[-2], q.shape[-1]
+    with torch.no_grad():
+        if rope_theta is not None:  # la position est encodée en tournant q et k
+            cos, sin = rotary_cos_sin(T, D, rope_theta, dtype=q.dtype)  # (T, D)
             q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
-            k = repeat_kv(k, H // H_kv)  # (B, H, T, D)
-            window = cfg.sliding_window if layer_type == "sliding_attention" else None
-            mask = causal_mask(T, sliding_window=window, device=x.device)
+        k = repeat_kv(k, q.shape[1] // k.shape[1])  # (B, H, T, D) : chaque tête K sert H/H_kv têtes Q
+        mask = causal_mask(T, sliding_window=sliding_window, device=q.device)  # (T, T)
         # Les valeurs ne changent pas les poids : on passe k comme v.
         _, weights = scaled_dot_product_attention(q, k, k, mask, scale=scale)
     return weights  # (B, H, T, T)
+
+
+def attention_weights_from_model(model, input_ids, layer):
+    """Recalcule les poids d'attention de la couche ``layer`` avec les projections du modèle.
+
+    On lit seulement l'entrée du bloc d'attention (déjà normalisée) ; tout le
+    reste (projections Q/K/V, découpage en têtes, QK-norm, RoPE, GQA, masque
+    causal ou à fenêtre glissante, softmax) est refait ici.
+
+    ``input_ids`` : tenseur ``(B, T)`` sans remplissage. Renvoie ``(B, H, T, T)``.
+    """
+    q, k, how = layer_queries_keys(model, input_ids, layer)
+    return attention_weights(q, k, **how)
 
 
 def attention_entropy(weights):

@@ -25,7 +25,7 @@ import torch
 from atelier.runtime.checks import check_float, check_int, check_type
 
 
-def _check_params(temperature, top_k, top_p, repetition_penalty, min_tokens_to_keep=1):
+def check_sampling_params(temperature, top_k, top_p, repetition_penalty, min_tokens_to_keep=1):
     """Valide les paramètres de filtrage (voir :mod:`atelier.runtime.checks`) ; les renvoie en types Python."""
     try:
         temperature = check_float("temperature", temperature, min=0, min_open=True)
@@ -36,6 +36,48 @@ def _check_params(temperature, top_k, top_p, repetition_penalty, min_tokens_to_k
             check_float("top_p", top_p, min=0, max=1, min_open=True),  # 1.0 = désactivé
             check_float("repetition_penalty", repetition_penalty, min=0, min_open=True),  # 1.0 = aucune pénalité
             check_int("min_tokens_to_keep", min_tokens_to_keep, min=1))
+
+
+def penalize_repetition(scores, previous_ids, penalty):
+    """Pénalité de répétition (CTRL) sur ``scores`` ``(B, V)`` : le logit d'un jeton déjà vu
+    est divisé par ``penalty`` s'il est positif, multiplié s'il est négatif.
+
+    ``previous_ids`` : ``(B, T)`` identifiants déjà présents (validés par :func:`filter_logits`).
+    """
+    seen = torch.zeros_like(scores, dtype=torch.bool).scatter_(1, previous_ids, True)  # (B, V)
+    penalized = torch.where(scores < 0, scores * penalty, scores / penalty)
+    return torch.where(seen, penalized, scores)
+
+
+def top_k_filter(scores, k):
+    """Garde les ``k`` plus grands logits de chaque ligne de ``scores`` ``(B, V)`` (les ex aequo
+    du k-ième restent) ; les autres valent ``-inf``."""
+    kth = torch.topk(scores, k, dim=-1).values[:, -1:]  # (B, 1)
+    return scores.masked_fill(scores < kth, float("-inf"))
+
+
+def top_p_filter(scores, p, min_tokens_to_keep=1):
+    """Échantillonnage « nucleus » : garde le plus petit ensemble de jetons les plus probables
+    dont la masse atteint ``p`` (au moins ``min_tokens_to_keep``) ; ``scores`` ``(B, V)``."""
+    sorted_scores, order = torch.sort(scores, descending=False)  # croissant
+    cum = sorted_scores.softmax(dim=-1).cumsum(dim=-1)  # (B, V)
+    remove_sorted = cum <= (1 - p)  # masse « de queue » inférieure à 1 - p
+    remove_sorted[:, -min_tokens_to_keep:] = False
+    remove = remove_sorted.scatter(1, order, remove_sorted)  # retour à l'ordre du vocabulaire
+    return scores.masked_fill(remove, float("-inf"))
+
+
+def check_previous_ids(previous_ids, B, V, device):
+    """``previous_ids`` en tenseur ``(B, T)`` d'identifiants valides (une suite 1-D vaut pour chaque ligne)."""
+    if previous_ids is None:
+        raise ValueError("repetition_penalty ≠ 1 exige previous_ids (les jetons déjà présents).")
+    prev = torch.as_tensor(previous_ids, dtype=torch.long, device=device)
+    prev = prev.expand(B, -1) if prev.dim() == 1 else prev  # (B, T)
+    if prev.dim() != 2 or prev.shape[0] != B:
+        raise ValueError(f"previous_ids doit avoir la forme (T,) ou ({B}, T), reçu {tuple(prev.shape)}.")
+    if prev.numel() and (prev.min() < 0 or prev.max() >= V):
+        raise ValueError(f"previous_ids contient des identifiants hors du vocabulaire [0, {V - 1}].")
+    return prev
 
 
 def filter_logits(
@@ -51,7 +93,7 @@ def filter_logits(
     """Transforme les logits du prochain jeton comme le fait ``model.generate``.
 
     ``logits`` : ``(V,)`` ou ``(B, V)``. ``previous_ids`` : jetons déjà vus
-    (prompt compris), ``(B, T)``, ou ``(T,)`` pour toutes les lignes ; requis si ``repetition_penalty ≠ 1``.
+    (prompt compris), ``(B, T)``, ou ``(T,)`` pour toutes les lignes ; requis si ``repetition_penalty ≠ 1``.
     ``top_k=0`` et ``top_p=1.0`` désactivent ces filtres. ``min_tokens_to_keep``
     garantit qu'au moins ce nombre de jetons survivent à top-k et top-p.
 
@@ -61,45 +103,22 @@ def filter_logits(
         raise TypeError("logits doit être un torch.Tensor flottant de forme (V,) ou (B, V).")
     if logits.dim() not in (1, 2) or logits.shape[-1] == 0:
         raise ValueError(f"logits doit avoir la forme (V,) ou (B, V) avec V ≥ 1, reçu {tuple(logits.shape)}.")
-    temperature, top_k, top_p, repetition_penalty, min_tokens_to_keep = _check_params(
+    temperature, top_k, top_p, repetition_penalty, min_tokens_to_keep = check_sampling_params(
         temperature, top_k, top_p, repetition_penalty, min_tokens_to_keep)
     squeeze = logits.dim() == 1
     scores = logits.unsqueeze(0) if squeeze else logits.clone()  # (B, V)
     B, V = scores.shape
 
-    # 1. Pénalité de répétition : un logit positif est divisé, un négatif multiplié.
+    # L'ordre de model.generate : pénalité, température, top-k, top-p.
     if repetition_penalty != 1.0:
-        if previous_ids is None:
-            raise ValueError("repetition_penalty ≠ 1 exige previous_ids (les jetons déjà présents).")
-        prev = torch.as_tensor(previous_ids, dtype=torch.long, device=scores.device)
-        prev = prev.expand(B, -1) if prev.dim() == 1 else prev  # (B, T) : une suite 1-D vaut pour chaque ligne
-        if prev.dim() != 2 or prev.shape[0] != B:
-            raise ValueError(f"previous_ids doit avoir la forme (T,) ou ({B}, T), reçu {tuple(prev.shape)}.")
-        if prev.numel() and (prev.min() < 0 or prev.max() >= V):
-            raise ValueError(f"previous_ids contient des identifiants hors du vocabulaire [0, {V - 1}].")
-        seen = torch.zeros_like(scores, dtype=torch.bool).scatter_(1, prev, True)  # (B, V)
-        penalized = torch.where(scores < 0, scores * repetition_penalty, scores / repetition_penalty)
-        scores = torch.where(seen, penalized, scores)
-
-    # 2. Température : diviser les logits aplatit (T > 1) ou accentue (T < 1) la distribution.
-    if temperature != 1.0:
+        prev = check_previous_ids(previous_ids, B, V, scores.device)  # (B, T)
+        scores = penalize_repetition(scores, prev, repetition_penalty)
+    if temperature != 1.0:  # T > 1 aplatit la distribution, T < 1 l'accentue
         scores = scores / temperature
-
-    # 3. Top-k : on garde les k plus grands logits (les ex aequo du k-ième restent).
     if top_k > 0:
-        k = min(max(top_k, min_tokens_to_keep), V)
-        kth = torch.topk(scores, k, dim=-1).values[:, -1:]  # (B, 1)
-        scores = scores.masked_fill(scores < kth, float("-inf"))
-
-    # 4. Top-p : plus petit ensemble de jetons les plus probables dont la masse atteint p.
+        scores = top_k_filter(scores, min(max(top_k, min_tokens_to_keep), V))
     if top_p < 1.0:
-        sorted_scores, order = torch.sort(scores, descending=False)  # croissant
-        cum = sorted_scores.softmax(dim=-1).cumsum(dim=-1)  # (B, V)
-        remove_sorted = cum <= (1 - top_p)  # masse « de queue » inférieure à 1 - p
-        remove_sorted[:, -min_tokens_to_keep:] = False
-        remove = remove_sorted.scatter(1, order, remove_sorted)
-        scores = scores.masked_fill(remove, float("-inf"))
-
+        scores = top_p_filter(scores, top_p, min_tokens_to_keep)
     return scores.squeeze(0) if squeeze else scores
 
 
@@ -123,6 +142,20 @@ def _eos_ids(model, tokenizer):
     return [eos] if isinstance(eos, int) else list(eos)
 
 
+def next_token(logits, ids, *, do_sample, temperature=1.0, top_k=0, top_p=1.0, repetition_penalty=1.0):
+    """Jeton suivant de chaque ligne : logits du dernier jeton ``(B, V)`` → identifiants ``(B,)``.
+
+    ``ids`` : ``(B, T)`` jetons déjà présents (pour la pénalité de répétition).
+    """
+    if do_sample:  # tirage selon les probabilités filtrées
+        logits = filter_logits(logits, temperature=temperature, top_k=top_k, top_p=top_p,
+                               repetition_penalty=repetition_penalty, previous_ids=ids)
+        return torch.multinomial(torch.softmax(logits, dim=-1), num_samples=1).squeeze(1)
+    if repetition_penalty != 1.0:  # glouton : seule la pénalité change l'argmax
+        logits = filter_logits(logits, repetition_penalty=repetition_penalty, previous_ids=ids)
+    return logits.argmax(dim=-1)
+
+
 @torch.no_grad()
 def generate_ids(
     model,
@@ -138,8 +171,12 @@ def generate_ids(
     eos_token_id=None,
     pad_token_id=None,
     seed=None,
+    choose=None,
 ):
-    """Boucle autorégressive sur des identifiants : renvoie ``(B·n, T + nouveaux)``.
+    """Boucle autorégressive sur des identifiants : renvoie ``(B·n, T + nouveaux)``.
+
+    ``choose`` : la fonction qui choisit le jeton suivant, de même signature que
+    :func:`next_token` (par défaut) ; un chapitre y passe sa propre copie.
 
     Chaque étape : logits du dernier jeton → :func:`filter_logits` → argmax
     (glouton) ou tirage ``torch.multinomial`` (échantillonnage). Une séquence qui
@@ -155,7 +192,7 @@ def generate_ids(
             "num_return_sequences > 1 n'a de sens qu'avec do_sample=True : "
             "le décodage glouton donnerait des copies identiques."
         )
-    temperature, top_k, top_p, repetition_penalty, _ = _check_params(temperature, top_k, top_p, repetition_penalty)
+    temperature, top_k, top_p, repetition_penalty, _ = check_sampling_params(temperature, top_k, top_p, repetition_penalty)
     window = context_window(model)
     if window is not None and input_ids.shape[1] + max_new_tokens > window:
         raise ValueError(
@@ -165,6 +202,10 @@ def generate_ids(
     eos = [] if eos_token_id is None else ([eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id))
     if eos and pad_token_id is None:
         pad_token_id = eos[0]
+    if choose is None:
+        choose = next_token
+    elif not callable(choose):
+        raise TypeError(f"choose doit être une fonction comme next_token, reçu {type(choose).__name__}.")
     if seed is not None:
         torch.manual_seed(seed)
 
@@ -176,16 +217,8 @@ def generate_ids(
         out = model(input_ids=step_input, past_key_values=past, use_cache=True)
         past = out.past_key_values
         logits = out.logits[:, -1, :].float()  # (B·n, V)
-        if do_sample:
-            logits = filter_logits(
-                logits, temperature=temperature, top_k=top_k, top_p=top_p,
-                repetition_penalty=repetition_penalty, previous_ids=ids,
-            )
-            next_ids = torch.multinomial(torch.softmax(logits, dim=-1), num_samples=1).squeeze(1)  # (B·n,)
-        else:
-            if repetition_penalty != 1.0:
-                logits = filter_logits(logits, repetition_penalty=repetition_penalty, previous_ids=ids)
-            next_ids = logits.argmax(dim=-1)  # (B·n,)
+        next_ids = choose(logits, ids, do_sample=do_sample, temperature=temperature, top_k=top_k,
+                          top_p=top_p, repetition_penalty=repetition_penalty)  # (B·n,)
         if eos:
             next_ids = torch.where(unfinished, next_ids, torch.full_like(next_ids, pad_token_id))
         ids = torch.cat([ids, next_ids[:, None]], dim=1)

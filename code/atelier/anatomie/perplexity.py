@@ -38,7 +38,7 @@ def _required_context_window(model):
     raise ValueError("Impossible de lire la fenêtre de contexte du modèle (n_positions ou max_position_embeddings).")
 
 
-def _windows(n_tokens, length, stride, first):
+def sliding_windows(n_tokens, length, stride, first):
     """Fenêtres ``(début, fin, premier jeton évalué)`` de la méthode glissante.
 
     ``first`` : indice du premier jeton prédictible de la première fenêtre
@@ -54,7 +54,7 @@ def _windows(n_tokens, length, stride, first):
     return windows
 
 
-def _last_logits(model, window, keep):
+def last_logits(model, window, keep):
     """Logits des ``keep`` dernières positions seulement (la tête de sortie coûte cher
     quand le vocabulaire est grand) : ``(keep, V)`` en float32."""
     try:
@@ -83,10 +83,10 @@ def token_nll(model, input_ids, *, max_length, stride, bos_id=None):
         prefix, ids = ids[:1], ids[1:]
     p = prefix.shape[0]
     nlls = []
-    for begin, end, first_target in _windows(ids.shape[0], max_length - p, stride, first=1 - p):
+    for begin, end, first_target in sliding_windows(ids.shape[0], max_length - p, stride, first=1 - p):
         window = torch.cat([prefix, ids[begin:end]])[None, :]  # (1, L)
         n_targets = end - first_target  # jetons évalués dans cette fenêtre : les n_targets derniers
-        logits = _last_logits(model, window, n_targets + 1)  # (n_targets + 1, V)
+        logits = last_logits(model, window, n_targets + 1)  # (n_targets + 1, V)
         logp = F.log_softmax(logits[:-1], dim=-1)  # la position t prédit le jeton t + 1
         targets = window[0, window.shape[1] - n_targets:]  # (n_targets,)
         nlls.append(-logp.gather(1, targets[:, None]).squeeze(1))

@@ -10,13 +10,19 @@ La fertilité est ici le nombre de jetons du texte divisé par son nombre de
 mots, un mot étant une suite de lettres ou de chiffres (« l'homme » compte
 deux mots : ``l`` et ``homme``) ; la ponctuation coûte des jetons mais ne
 compte pas comme mot.
+
+:func:`train_bpe` refait l'apprentissage des fusions BPE (Sennrich et al., 2016)
+comme ``tokenizers.trainers.BpeTrainer`` sur des mots découpés par
+``pre_tokenizers.Whitespace`` : mêmes fusions, dans le même ordre.
 """
 
 from __future__ import annotations
 
 import re
+from collections import Counter
 
 WORD_RE = re.compile(r"\w+", re.UNICODE)
+PRE_TOKEN_RE = re.compile(r"\w+|[^\w\s]+")  # le découpage de pre_tokenizers.Whitespace
 
 
 def _is_tiktoken(tokenizer) -> bool:
@@ -112,3 +118,53 @@ def word_fertility(tokenizer, words) -> dict[str, int]:
     if isinstance(words, str):
         raise TypeError("words doit être une liste de mots, pas une chaîne.")
     return {w: len(encode(tokenizer, " " + w)) for w in words}
+
+
+def count_pairs(words):
+    """Occurrences de chaque paire de symboles voisins ; ``words`` : {tuple de symboles : effectif}."""
+    pairs = Counter()
+    for symbols, n in words.items():
+        for pair in zip(symbols, symbols[1:]):
+            pairs[pair] += n
+    return pairs
+
+
+def merge_pair(words, pair):
+    """Remplace, dans chaque mot, chaque occurrence de ``pair`` par le symbole fusionné."""
+    merged, out = pair[0] + pair[1], Counter()
+    for symbols, n in words.items():
+        new, i = [], 0
+        while i < len(symbols):
+            if symbols[i:i + 2] == pair:
+                new.append(merged)
+                i += 2
+            else:
+                new.append(symbols[i])
+                i += 1
+        out[tuple(new)] += n
+    return out
+
+
+def train_bpe(text, n_merges):
+    """Apprend ``n_merges`` fusions BPE sur ``text`` ; renvoie les symboles créés, dans l'ordre.
+
+    À chaque pas, la paire voisine la plus fréquente est fusionnée ; à égalité, la
+    paire dont les symboles sont les plus anciens (caractères par ordre Unicode,
+    puis fusions par ordre de création), comme ``tokenizers``.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"text doit être une chaîne de caractères, reçu {type(text).__name__}.")
+    if not isinstance(n_merges, int) or isinstance(n_merges, bool) or n_merges < 0:
+        raise ValueError(f"n_merges doit être un entier ≥ 0, reçu {n_merges!r}.")
+    words = Counter(tuple(w) for w in PRE_TOKEN_RE.findall(text))  # {('c', 'h', 'a', 't'): 12, …}
+    rank = {c: i for i, c in enumerate(sorted({c for w in words for c in w}))}  # âge de chaque symbole
+    merges = []
+    for _ in range(n_merges):
+        pairs = count_pairs(words)
+        if not pairs:  # chaque mot n'est plus qu'un symbole
+            break
+        best = max(pairs, key=lambda p: (pairs[p], -rank[p[0]], -rank[p[1]]))
+        words = merge_pair(words, best)
+        rank[best[0] + best[1]] = len(rank)
+        merges.append(best[0] + best[1])
+    return merges

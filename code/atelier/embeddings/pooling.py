@@ -27,7 +27,8 @@ PROGRESS_THRESHOLD = 512
 
 
 # --------------------------------------------------------------------------- pooling
-def _check_pool_inputs(last_hidden_state, attention_mask) -> tuple[torch.Tensor, torch.Tensor]:
+def check_pool_inputs(last_hidden_state, attention_mask) -> tuple[torch.Tensor, torch.Tensor]:
+    """Valide les entrées d'une agrégation (tableaux NumPy convertis) : ``(B, T, H)`` flottant et masque ``(B, T)`` de 0 et de 1."""
     if isinstance(last_hidden_state, np.ndarray):
         last_hidden_state = torch.from_numpy(last_hidden_state)
     if isinstance(attention_mask, np.ndarray):
@@ -73,7 +74,7 @@ def mean_pool(last_hidden_state, attention_mask, *, empty: str = "error") -> tor
     """
     if empty not in ("error", "zero"):
         raise ValueError(f"empty doit valoir « error » ou « zero », reçu {empty!r}.")
-    h, m = _check_pool_inputs(last_hidden_state, attention_mask)
+    h, m = check_pool_inputs(last_hidden_state, attention_mask)
     acc = torch.float32 if h.dtype in (torch.float16, torch.bfloat16) else h.dtype
     mask = m.to(acc).unsqueeze(-1)  # (B, T, 1)
     counts = mask.sum(dim=1)  # (B, 1)
@@ -101,7 +102,7 @@ def naive_mean_pool(last_hidden_state) -> torch.Tensor:
 
 def cls_pool(last_hidden_state, attention_mask) -> torch.Tensor:
     """État caché du premier vrai jeton (``[CLS]`` / ``<s>`` à droite du remplissage à gauche) : ``(B, H)``."""
-    h, m = _check_pool_inputs(last_hidden_state, attention_mask)
+    h, m = check_pool_inputs(last_hidden_state, attention_mask)
     if bool((m.sum(dim=1) == 0).any()):
         raise ValueError("Masque d'attention entièrement nul : pas de premier jeton à prendre.")
     first = m.to(torch.int64).argmax(dim=1)  # (B,) indice du premier 1
@@ -110,7 +111,7 @@ def cls_pool(last_hidden_state, attention_mask) -> torch.Tensor:
 
 def last_token_pool(last_hidden_state, attention_mask) -> torch.Tensor:
     """État caché du dernier vrai jeton (usage des modèles décodeurs) : ``(B, H)``."""
-    h, m = _check_pool_inputs(last_hidden_state, attention_mask)
+    h, m = check_pool_inputs(last_hidden_state, attention_mask)
     if bool((m.sum(dim=1) == 0).any()):
         raise ValueError("Masque d'attention entièrement nul : pas de dernier jeton à prendre.")
     T = m.shape[1]
@@ -127,7 +128,7 @@ def pool(last_hidden_state, attention_mask, pooling: str = "mean") -> torch.Tens
     if pooling == "last":
         return last_token_pool(last_hidden_state, attention_mask)
     if pooling == "mean_unmasked":
-        _check_pool_inputs(last_hidden_state, attention_mask)
+        check_pool_inputs(last_hidden_state, attention_mask)
         return naive_mean_pool(last_hidden_state)
     raise ValueError(f"pooling inconnu : {pooling!r}. Valeurs acceptées : {', '.join(POOLINGS)}.")
 

@@ -159,7 +159,7 @@ def render(tokenizer, messages: Sequence[dict], add_generation_prompt: bool = Fa
     return tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=add_generation_prompt)
 
 
-def _assistant_spans(tokenizer, messages: Sequence[dict]) -> tuple[str, list[tuple[int, int]]]:
+def assistant_spans(tokenizer, messages: Sequence[dict]) -> tuple[str, list[tuple[int, int]]]:
     """Texte complet et intervalles de caractères des réponses de l'assistant (fin de tour comprise)."""
     full = render(tokenizer, messages)
     spans = []
@@ -186,7 +186,7 @@ def tokenize_conversation(tokenizer, messages: Sequence[dict], max_length: int |
         raise TypeError("Un tokeniseur « rapide » (tokenizers) est nécessaire pour repérer les jetons de l'assistant.")
     if max_length is not None:
         max_length = check_int("max_length", max_length, min=1)  # ou None : pas de troncature
-    text, spans = _assistant_spans(tokenizer, messages)
+    text, spans = assistant_spans(tokenizer, messages)
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     ids = enc["input_ids"]
     labels = [

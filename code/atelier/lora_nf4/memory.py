@@ -46,7 +46,7 @@ _FLOAT_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2}
 _TORCH_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
-def _as_config(config):
+def as_config(config):
     """PretrainedConfig, dict (avec ``model_type``) ou dossier local → PretrainedConfig."""
     from transformers import AutoConfig, PretrainedConfig
 
@@ -69,10 +69,10 @@ def meta_model(config) -> nn.Module:
     from transformers import AutoModelForCausalLM
 
     with torch.device("meta"):
-        return AutoModelForCausalLM.from_config(_as_config(config))
+        return AutoModelForCausalLM.from_config(as_config(config))
 
 
-def _split_parameters(model: nn.Module) -> dict:
+def split_parameters(model: nn.Module) -> dict:
     """Sépare les paramètres quantifiables (Linear des blocs) du reste ; poids partagés comptés une fois."""
     out_emb = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     seen: set[int] = set()
@@ -90,7 +90,7 @@ def _split_parameters(model: nn.Module) -> dict:
     return {"linear": linear, "other": other}
 
 
-def _quantized_linear_bytes(n: int, out_features: int, precision: str, double_quant: bool, block_size: int) -> tuple[int, int]:
+def quantized_linear_bytes(n: int, out_features: int, precision: str, double_quant: bool, block_size: int) -> tuple[int, int]:
     """(octets des poids, octets des constantes) d'une couche Linear de n poids."""
     if precision == "int8":
         return n, 4 * out_features  # int8 + une échelle float32 par ligne (SCB)
@@ -115,7 +115,7 @@ def weights_memory(config, precision: str = "bf16", other_dtype: str = "bf16", d
     check_precision(other_dtype, tuple(_FLOAT_BYTES))
     if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size <= 0:
         raise ValueError(f"block_size doit être un entier strictement positif, reçu {block_size!r}.")
-    parts = _split_parameters(meta_model(config) if not isinstance(config, nn.Module) else config)
+    parts = split_parameters(meta_model(config) if not isinstance(config, nn.Module) else config)
     n_linear = sum(i * o for _, i, o in parts["linear"])
     n_other = parts["other"]
     info = {"precision": precision, "n_parameters": n_linear + n_other, "n_linear": n_linear, "n_other": n_other}
@@ -125,7 +125,7 @@ def weights_memory(config, precision: str = "bf16", other_dtype: str = "bf16", d
     else:
         w = c = 0
         for _, i, o in parts["linear"]:
-            wi, ci = _quantized_linear_bytes(i * o, o, precision, double_quant, block_size)
+            wi, ci = quantized_linear_bytes(i * o, o, precision, double_quant, block_size)
             w, c = w + wi, c + ci
         info.update(linear_bytes=w, constants_bytes=c, other_bytes=n_other * _FLOAT_BYTES[other_dtype])
     info["total_bytes"] = info["linear_bytes"] + info["constants_bytes"] + info["other_bytes"]
@@ -143,7 +143,7 @@ def activation_memory(config, batch_size: int, seq_len: int, checkpointing: bool
     (s·b·h valeurs) plus les activations d'un seul bloc recalculé. S'y ajoutent
     les logits (s·b·vocabulaire, en float32).
     """
-    cfg = _as_config(config) if not isinstance(config, nn.Module) else config.config
+    cfg = as_config(config) if not isinstance(config, nn.Module) else config.config
     cfg = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
     for name, v in (("batch_size", batch_size), ("seq_len", seq_len)):
         if isinstance(v, bool) or not isinstance(v, int) or v <= 0:

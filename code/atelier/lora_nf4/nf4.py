@@ -77,7 +77,8 @@ FP4_VALUES: tuple[float, ...] = tuple(
 INT4_VALUES: tuple[float, ...] = tuple(k / 7 for k in range(-7, 8))
 
 
-def _check_tensor(w, name: str = "w") -> torch.Tensor:
+def check_tensor(w, name: str = "w") -> torch.Tensor:
+    """``w`` si c'est un tenseur flottant non vide et fini, sinon une erreur qui nomme ``name``."""
     if not isinstance(w, torch.Tensor):
         raise TypeError(f"{name} doit être un torch.Tensor, reçu {type(w).__name__}.")
     if not w.is_floating_point():
@@ -92,7 +93,8 @@ def _check_tensor(w, name: str = "w") -> torch.Tensor:
     return w
 
 
-def _check_block_size(block_size) -> int:
+def check_block_size(block_size) -> int:
+    """``block_size`` si c'est un entier strictement positif, sinon une erreur."""
     if isinstance(block_size, bool) or not isinstance(block_size, int):
         raise TypeError(f"block_size doit être un entier, reçu {type(block_size).__name__}.")
     if block_size <= 0:
@@ -100,7 +102,7 @@ def _check_block_size(block_size) -> int:
     return block_size
 
 
-def _blockwise_scale(flat: torch.Tensor, block_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+def blockwise_scale(flat: torch.Tensor, block_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Divise chaque bloc par son max absolu. Renvoie (valeurs dans [-1, 1], absmax par bloc)."""
     n = flat.numel()
     full = n - n % block_size
@@ -115,7 +117,7 @@ def _blockwise_scale(flat: torch.Tensor, block_size: int) -> tuple[torch.Tensor,
     return scaled, absmax
 
 
-def _nearest_code(scaled: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+def nearest_code(scaled: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
     """Indice de la valeur de ``table`` (triée) la plus proche ; égalité → la plus basse."""
     bounds = (table[:-1] + table[1:]) / 2  # milieux entre valeurs voisines
     return torch.bucketize(scaled, bounds)
@@ -144,20 +146,20 @@ def quantize_4bit(w: torch.Tensor, values, block_size: int = 64) -> tuple[torch.
     Renvoie ``(codes, absmax)`` : ``codes`` en uint8 (deux codes par octet,
     ``ceil(n/2)`` octets), ``absmax`` en float32 (un par bloc).
     """
-    w = _check_tensor(w)
-    block_size = _check_block_size(block_size)
+    w = check_tensor(w)
+    block_size = check_block_size(block_size)
     table = torch.as_tensor(values, dtype=torch.float32)
     if table.numel() > 16:
         raise ValueError(f"Une table 4 bits a au plus 16 valeurs, reçu {table.numel()}.")
-    scaled, absmax = _blockwise_scale(w.reshape(-1).float(), block_size)
-    codes = _nearest_code(scaled, table)  # (n,) entiers 0…15
-    zero_code = int(_nearest_code(torch.zeros(1), table))
+    scaled, absmax = blockwise_scale(w.reshape(-1).float(), block_size)
+    codes = nearest_code(scaled, table)  # (n,) entiers 0…15
+    zero_code = int(nearest_code(torch.zeros(1), table))
     return pack_codes(codes, pad_code=zero_code), absmax
 
 
 def dequantize_4bit(codes, absmax, shape, values, block_size: int = 64, dtype=torch.float32) -> torch.Tensor:
     """Inverse de :func:`quantize_4bit` : valeur de la table × absmax du bloc."""
-    block_size = _check_block_size(block_size)
+    block_size = check_block_size(block_size)
     if not isinstance(codes, torch.Tensor) or codes.dtype != torch.uint8:
         raise TypeError("codes doit être le tenseur uint8 renvoyé par la quantification.")
     shape = torch.Size(shape)
@@ -214,18 +216,18 @@ def double_quantize_absmax(absmax: torch.Tensor, block_size: int = 256):
     ``block_size`` (256 dans QLoRA) vers la table :func:`dynamic_map`, au code
     le plus proche. Renvoie ``(codes uint8, absmax2 float32, offset float)``.
     """
-    absmax = _check_tensor(absmax, "absmax")
-    block_size = _check_block_size(block_size)
+    absmax = check_tensor(absmax, "absmax")
+    block_size = check_block_size(block_size)
     offset = absmax.float().mean()
     centered = absmax.reshape(-1).float() - offset
-    scaled, absmax2 = _blockwise_scale(centered, block_size)
-    codes = _nearest_code(scaled, dynamic_map()).to(torch.uint8)  # (nb_blocs,)
+    scaled, absmax2 = blockwise_scale(centered, block_size)
+    codes = nearest_code(scaled, dynamic_map()).to(torch.uint8)  # (nb_blocs,)
     return codes, absmax2, float(offset)
 
 
 def dequantize_absmax(codes: torch.Tensor, absmax2: torch.Tensor, offset: float, block_size: int = 256) -> torch.Tensor:
     """Inverse de :func:`double_quantize_absmax` : les constantes absmax approchées."""
-    block_size = _check_block_size(block_size)
+    block_size = check_block_size(block_size)
     n = codes.numel()
     scale = absmax2.float().repeat_interleave(block_size)[:n]
     return dynamic_map()[codes.reshape(-1).long()] * scale + offset
@@ -237,10 +239,10 @@ def bits_per_parameter(block_size: int = 64, double_quant: bool = False, block_s
     Sans double quantification : 4 + 32/64 = 4,5 bits. Avec : 4 + 8/64 +
     32/(64·256) = 4,127 bits (la constante de second niveau est en float32).
     """
-    block_size = _check_block_size(block_size)
+    block_size = check_block_size(block_size)
     if not double_quant:
         return 4 + 32 / block_size
-    block_size2 = _check_block_size(block_size2)
+    block_size2 = check_block_size(block_size2)
     return 4 + 8 / block_size + 32 / (block_size * block_size2)
 
 
