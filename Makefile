@@ -33,7 +33,7 @@ export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
 JB := $(BIN)/jupyter-book build . --path-output . -W -n --keep-going
 NBMAKE_DIR := nbmake_out
 
-.PHONY: help book test serve venv assets web browser notebooks bench lock clean pdf texlive release
+.PHONY: help book test serve venv assets web browser notebooks bench lock clean pdf texlive release test-install
 
 help:
 	@sed -n '2,8p' Makefile | sed 's/^# \{0,1\}//'
@@ -123,6 +123,11 @@ test: venv web assets browser texlive
 	$(PY) -m tools.pdf
 	cp _build/pdf/latelier-des-llm.pdf _build/html/latelier-des-llm.pdf
 	$(BIN)/pytest -m site tests
+
+# Le chemin d'un lecteur : roue du paquet, environnement neuf (PyTorch seul), notebook exécuté hors du dépôt.
+# Plusieurs minutes (paquets PyPI, conversion des modèles) : à lancer avant chaque version. CHAPTERS="01_anatomie 02_embeddings"
+test-install: venv
+	$(PY) -m tools.install_check $(CHAPTERS)
 
 # Publier une version : `make release VERSION=0.2.0` (numéro, cellules d'installation, commit, étiquette vX.Y.Z).
 release: venv

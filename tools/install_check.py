@@ -1,0 +1,103 @@
+"""Le chemin d'un lecteur qui télécharge un notebook : installation propre, hors du dépôt.
+
+``make test-install`` (ou ``python -m tools.install_check [CHAPITRE…]``) :
+
+1. construit la roue du paquet ``atelier`` (``pip wheel``) ;
+2. crée un environnement virtuel neuf, avec seulement PyTorch préinstallé
+   (comme Colab), et les outils pour exécuter un notebook (nbmake) ;
+3. copie le notebook du chapitre dans un dossier hors du dépôt et l'exécute
+   avec nbmake : sa cellule d'installation installe le paquet depuis la roue
+   (variable ``ATELIER_SOURCE``, que la cellule honore) avec les versions que
+   pip résout, les données viennent du dossier indiqué par ``ATELIER_DATA`` et
+   les modèles d'un cache neuf (``ATELIER_CACHE``) ;
+4. imprime la version de Python, les versions installées et la durée.
+
+Ce contrôle télécharge des paquets (PyPI) et convertit les modèles : il dure
+plusieurs minutes, hors de ``make test`` ; il se lance avant chaque version
+(``make release``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from atelier.runtime import config
+from atelier.runtime.cli import Parser
+
+REPO = config.REPO_ROOT
+LIBRARIES = ("atelier-llm", "torch", "transformers", "sentence-transformers", "peft", "numpy", "pandas", "spacy")
+
+
+def _run(args: list[str], **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(args, check=True, text=True, **kw)
+
+
+def check(chapters: list[str], python: str = sys.executable, keep: bool = False) -> dict:
+    """Installe et exécute ``chapters`` dans un environnement neuf ; renvoie le compte rendu."""
+    tmp = Path(tempfile.mkdtemp(prefix="atelier-install-"))
+    report: dict = {"dossier": str(tmp), "chapitres": {}}
+    try:
+        dist = tmp / "dist"
+        _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(dist),
+              str(REPO)])
+        wheel = next(dist.glob("atelier_llm-*.whl"))
+        venv = tmp / "venv"
+        _run([python, "-m", "venv", str(venv)])
+        py = venv / "bin" / "python"
+        _run([str(py), "-m", "pip", "install", "-q", "--upgrade", "pip"])
+        _run([str(py), "-m", "pip", "install", "-q", "torch==2.13.0"])  # roue CPU locale, comme le PyTorch de Colab
+        _run([str(py), "-m", "pip", "install", "-q", "nbmake", "pytest", "ipykernel"])
+        reader = tmp / "lecteur"
+        reader.mkdir()
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("ATELIER_", "PYTHON", "VIRTUAL_ENV"))}
+        env.update(ATELIER_SOURCE=wheel.resolve().as_uri(), ATELIER_DATA=str(config.data_dir()),
+                   ATELIER_CACHE=str(tmp / "cache"), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
+                   TQDM_DISABLE="1", PATH=f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}")
+        for chapter in chapters:
+            nb = REPO / "book" / f"{chapter}.ipynb"
+            if not nb.is_file():
+                raise ValueError(f"chapitre inconnu : {chapter!r} (attendu : le nom d'un notebook de book/).")
+            shutil.copy(nb, reader / nb.name)
+            t0 = time.perf_counter()
+            run = subprocess.run([str(py), "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbmake",
+                                  "--nbmake-timeout=1800", nb.name], cwd=reader, env=env, capture_output=True,
+                                 text=True)
+            report["chapitres"][chapter] = {"réussi": run.returncode == 0, "secondes": time.perf_counter() - t0,
+                                            "fin du journal": run.stdout[-3000:] if run.returncode else ""}
+        freeze = _run([str(py), "-m", "pip", "freeze"], capture_output=True).stdout.splitlines()
+        report["python"] = _run([str(py), "--version"], capture_output=True).stdout.strip()
+        report["versions"] = [line for line in freeze if line.split("==")[0].split(" @ ")[0].lower() in LIBRARIES]
+        return report
+    finally:
+        if not keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = Parser(prog="python -m tools.install_check",
+                    description="Installe le paquet dans un environnement neuf et exécute un notebook hors du dépôt.")
+    parser.add_argument("chapters", nargs="*", default=["01_anatomie"], help="chapitres (défaut : 01_anatomie)")
+    parser.add_argument("--python", default=sys.executable, help="interpréteur de l'environnement neuf")
+    parser.add_argument("--keep", action="store_true", help="garder le dossier temporaire")
+    args = parser.parse_args(argv)
+    t0 = time.perf_counter()
+    report = check(args.chapters, python=args.python, keep=args.keep)
+    print(f"{report['python']} ; {', '.join(report['versions'])}")
+    ok = True
+    for chapter, r in report["chapitres"].items():
+        ok &= r["réussi"]
+        print(f"{chapter} : {'réussi' if r['réussi'] else 'ÉCHEC'} en {r['secondes']:.0f} s")
+        if r["fin du journal"]:
+            print(r["fin du journal"])
+    print(f"Durée totale : {time.perf_counter() - t0:.0f} s.")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
