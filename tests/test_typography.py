@@ -267,3 +267,17 @@ def test_cli_rejects_bad_input(tmp_path):
     run = _cli("fix", str(other))
     assert run.returncode == 2 and "seules les pages MyST" in run.stderr
     assert _cli("corrige", str(other)).returncode == 2
+
+
+def test_glossary_linker_links_first_prose_use_only():
+    from tools import glossary
+
+    terms = glossary.glossary_terms()
+    assert "jeton" in terms and "affinage" in terms
+    text = "# Jeton\n\nUn jeton, puis des jetons.\n\n```{code-cell} ipython3\njeton = 1\n```\n\nL'affinage.\n"
+    new, added = glossary.link(text, ["jeton", "affinage"])
+    assert new == "# Jeton\n\nUn {term}`jeton`, puis des jetons.\n\n```{code-cell} ipython3\njeton = 1\n```\n\nL'{term}`affinage`.\n"
+    assert added == ["jeton", "affinage"]
+    assert glossary.link(new, ["jeton", "affinage"]) == (new, [])  # idempotent
+    new, _ = glossary.link("Des plongements.\n", ["plongement"])
+    assert new == "Des {term}`plongements <plongement>`.\n"
