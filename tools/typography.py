@@ -438,7 +438,7 @@ TERM_RULES: tuple[TermRule, ...] = (
              "« réglage fin », « ajustement fin », « peaufinage »", "« affinage » (fine-tuning)"),
     # L'anglais reste permis en italique (*fine-tuning*, *learning rate*), entre parenthèses à la
     # première occurrence, et dans le titre d'un chapitre ; ailleurs, le terme du glossaire.
-    TermRule(r"(?<![*_\w-])fine[- ]?tun(?:ing|ings|er|é|ée|és|ées|ez|ons|es|e)\b(?![*_])",
+    TermRule(r"(?<![*_\w./`-])fine[- ]?tun(?:ing|ings|er|é|ée|és|ées|ez|ons|es|e)\b(?![*_])",
              "« fine-tuning », « fine-tuner »", "« affinage », « affiner »",
              exempt_if_line_has=r"^#\s|\{doc\}`"),
     TermRule(r"(?<![*_\w-])learning[- ]rates?\b(?![*_])", "« learning rate »", "« taux d'apprentissage »"),
