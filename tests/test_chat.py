@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from atelier.lora_nf4 import chat
 from atelier.lora_nf4.chat import IGNORE_INDEX, load_dialogues, split_by_first_prompt, tokenize_conversation
@@ -212,3 +213,61 @@ def test_stream_reply_grows_and_matches_reply(tiny_chat_path):
     parts = list(chat.stream_reply(model, tok, msgs, temperature=0.0, max_new_tokens=12))
     assert parts and all(b.startswith(a) for a, b in zip(parts, parts[1:]))
     assert parts[-1].strip() == chat.reply(model, tok, msgs, temperature=0.0, max_new_tokens=12)
+
+
+# --------------------------------------------------------------------------- pannes de la génération
+def test_generation_failure_and_silence_become_french_errors(tiny_chat_path):
+    import time
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model, tok = AutoModelForCausalLM.from_pretrained(tiny_chat_path).eval(), AutoTokenizer.from_pretrained(tiny_chat_path)
+    msgs = GOOD["messages"][:1]
+
+    class Broken(torch.nn.Module):  # generate lève dans le fil : l'erreur doit remonter, pas geler
+        device = model.device
+
+        def generate(self, **kw):
+            raise RuntimeError("mémoire épuisée")
+
+    with pytest.raises(chat.GenerationError, match="a échoué.*mémoire épuisée"):
+        list(chat.stream_reply(Broken(), tok, msgs, max_new_tokens=4))
+
+    class Silent(Broken):  # generate ne produit rien : le délai doit expirer
+        def generate(self, **kw):
+            time.sleep(2)
+
+    t0 = time.perf_counter()
+    with pytest.raises(chat.GenerationError, match="ne répond plus"):
+        list(chat.stream_reply(Silent(), tok, msgs, max_new_tokens=4, timeout=0.3))
+    assert time.perf_counter() - t0 < 1.5
+    with pytest.raises(ValueError, match="temperature"):
+        list(chat.stream_reply(model, tok, msgs, temperature=float("nan")))
+    with pytest.raises(TypeError, match="temperature"):
+        list(chat.stream_reply(model, tok, msgs, temperature="0.7"))
+
+
+def test_chat_app_shows_errors_to_the_reader_and_limits_concurrency(tiny_chat_path):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_chat_path)
+
+    class Broken(torch.nn.Module):
+        device = torch.device("cpu")
+
+        def generate(self, **kw):
+            raise RuntimeError("panne")
+
+    app = chat.build_app(Broken(), tok)
+    respond = app.fn
+    out = list(respond("Bonjour", [], 0.7, 0.9, 8))
+    assert out[-1].startswith("⚠️ La génération a échoué")
+    assert list(respond("", [], 0.7, 0.9, 8))[-1].startswith("⚠️ message doit contenir du texte")
+    assert app.concurrency_limit == 1
+
+
+def test_history_to_messages_rejects_bad_input():
+    with pytest.raises(ValueError, match="message"):
+        chat.history_to_messages([], None)
+    with pytest.raises(TypeError, match="history"):
+        chat.history_to_messages("historique", "Salut")

@@ -17,7 +17,6 @@ Utilisé par le chapitre « LoRA et NF4 : adapter un modèle de chat français �
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
 import threading
@@ -27,6 +26,7 @@ from pathlib import Path
 import torch
 
 from atelier.runtime.checks import check_float, check_int
+from atelier.runtime.cli import Parser
 
 __all__ = [
     "ROLES",
@@ -227,27 +227,51 @@ def reply(model, tokenizer, messages, temperature: float = 0.0, top_p: float = 1
     return tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True).strip()
 
 
+class GenerationError(RuntimeError):
+    """La génération a échoué ou ne répond plus : message en français, montré au lecteur par l'interface."""
+
+
 def stream_reply(model, tokenizer, messages, temperature: float = 0.7, top_p: float = 0.9,
-                 max_new_tokens: int = 128) -> Iterator[str]:
-    """Produit la réponse au fil de la génération : chaque valeur est le texte déjà écrit."""
+                 max_new_tokens: int = 128, timeout: float = 120.0) -> Iterator[str]:
+    """Produit la réponse au fil de la génération : chaque valeur est le texte déjà écrit.
+
+    La génération tourne dans un fil à part ; si elle lève une erreur, ou si
+    aucun morceau n'arrive pendant ``timeout`` secondes, :class:`GenerationError`
+    est levée ici (jamais d'attente sans fin).
+    """
+    import queue
+
     from transformers import TextIteratorStreamer
 
+    timeout = check_float("timeout", timeout, min=0, min_open=True)
+    gen_kwargs = _generation_kwargs(tokenizer, temperature, top_p, max_new_tokens)  # erreurs avant le fil
     ids = _prompt_ids(model, tokenizer, messages)
-    streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
-    kwargs = dict(input_ids=ids, attention_mask=torch.ones_like(ids), streamer=streamer,
-                  **_generation_kwargs(tokenizer, temperature, top_p, max_new_tokens))
+    streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=timeout)
+    kwargs = dict(input_ids=ids, attention_mask=torch.ones_like(ids), streamer=streamer, **gen_kwargs)
+    failure: list[BaseException] = []
 
     def run():
-        with torch.no_grad():
-            model.generate(**kwargs)
+        try:
+            with torch.no_grad():
+                model.generate(**kwargs)
+        except Exception as exc:  # noqa: BLE001 - transmise au lecteur, pas perdue dans le fil
+            failure.append(exc)
+            streamer.end()
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     text = ""
-    for piece in streamer:
-        text += piece
-        yield text
-    thread.join()
+    try:
+        for piece in streamer:
+            text += piece
+            yield text
+    except queue.Empty:
+        raise GenerationError(f"La génération ne répond plus depuis {timeout:g} s ; réessayez avec moins de "
+                              "jetons (max_new_tokens).") from None
+    thread.join(timeout)
+    if failure:
+        exc = failure[0]
+        raise GenerationError(f"La génération a échoué ({type(exc).__name__} : {exc}).") from exc
 
 
 # ----------------------------------------------------------------------------
@@ -266,6 +290,10 @@ def _content_text(content) -> str:
 
 def history_to_messages(history, message, system_prompt: str | None = None) -> list[dict]:
     """Historique Gradio + nouveau message → liste de messages pour le chat template."""
+    if message is None or not _content_text(message).strip():
+        raise ValueError(f"message doit contenir du texte ; reçu {message!r}.")
+    if history is not None and not isinstance(history, list | tuple):
+        raise TypeError(f"history doit être une liste de messages Gradio ; reçu {type(history).__name__}.")
     messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
     for turn in history or []:
         role = turn.get("role") if isinstance(turn, dict) else None
@@ -280,8 +308,11 @@ def build_app(model, tokenizer, title: str = "Atelier des LLM : conversation", s
     import gradio as gr
 
     def respond(message, history, temperature, top_p, max_new_tokens):
-        messages = history_to_messages(history, message, system_prompt)
-        yield from stream_reply(model, tokenizer, messages, float(temperature), float(top_p), int(max_new_tokens))
+        try:
+            messages = history_to_messages(history, message, system_prompt)
+            yield from stream_reply(model, tokenizer, messages, float(temperature), float(top_p), int(max_new_tokens))
+        except (GenerationError, ValueError, TypeError) as exc:  # montré dans la conversation, en français
+            yield f"⚠️ {exc}"
 
     return gr.ChatInterface(
         respond,
@@ -295,6 +326,7 @@ def build_app(model, tokenizer, title: str = "Atelier des LLM : conversation", s
         additional_inputs_accordion="Paramètres de génération",
         textbox=gr.Textbox(placeholder="Écrivez votre message…", label="Message", elem_id="message"),
         analytics_enabled=False,
+        concurrency_limit=1,  # une génération à la fois : les autres attendent dans la file
     )
 
 
@@ -333,7 +365,7 @@ def load_model(model_path, adapter=None, *, four_bit: bool = False, double_quant
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m atelier.lora_nf4.chat",
+    parser = Parser(prog="python -m atelier.lora_nf4.chat",
                                      description="Converser avec un modèle + adaptateur LoRA dans le navigateur.")
     parser.add_argument("--model", required=True, help="dossier (ou identifiant) du modèle de base")
     parser.add_argument("--adapter", default=None, help="dossier de l'adaptateur LoRA (facultatif)")
@@ -345,6 +377,7 @@ def main(argv: list[str] | None = None) -> None:
     app = build_app(model, tokenizer, system_prompt=args.system)
     print(f"Interface sur http://127.0.0.1:{args.port} (Ctrl+C pour arrêter).", flush=True)
     # Toujours sur la boucle locale : jamais exposé au réseau, jamais de lien public.
+    app.queue(max_size=8)  # au-delà, Gradio refuse poliment au lieu d'empiler sans fin
     app.launch(server_name="127.0.0.1", server_port=args.port, share=False, inbrowser=False)
 
 
