@@ -6,7 +6,9 @@
 - invalide le cache d'exécution des chapitres dont un module d'``atelier``
   importé a changé (voir :mod:`tools.build`) ;
 - traduit les libellés du thème qui n'ont pas de traduction française, par un
-  catalogue de messages et deux gabarits surchargés (``tools/theme``) ;
+  catalogue de messages et deux gabarits surchargés (``tools/theme``) ; les
+  libellés de sphinx-exercise (« Exercice ») viennent de son propre catalogue
+  français, et le titre d'une solution est « Solution » (elle suit son exercice) ;
 - fournit la directive ``execution-report``, remplie à partir des tampons
   ``_build/runs/*.json`` écrits par les chapitres (page « Exécution du livre »).
 """
@@ -53,6 +55,10 @@ def _on_config_inited(app: Sphinx, cfg) -> None:
     cfg.templates_path = [str(THEME_DIR / "templates")] + list(cfg.templates_path or [])
     # Un cache d'exécution par profil : changer de profil ré-exécute les chapitres.
     cfg.nb_execution_cache_path = str(build.execution_cache_dir())
+    # sphinx-exercise : chaque solution suit son exercice, son titre est « Solution » (le titre
+    # composé par défaut, « Solution de Exercice 1 », n'est pas du français).
+    if hasattr(cfg, "exercise_style") and not cfg.exercise_style:
+        cfg.exercise_style = "solution_follow_exercise"
 
 
 def _on_builder_inited(app: Sphinx) -> None:

@@ -26,21 +26,8 @@ import torch
 SUPPORTED_MODEL_TYPES = ("gpt2", "gemma3_text", "llama")
 
 
-def scaled_dot_product_attention(q, k, v, mask=None, *, scale=None):
-    """Attention par produit scalaire normalisé : ``softmax(q·kᵀ·scale + masque)·v``.
-
-    Paramètres
-    ----------
-    q : tenseur ``(..., T_q, D)`` ; k : ``(..., T_k, D)`` ; v : ``(..., T_k, D_v)``.
-    mask : ``None``, un tenseur booléen (``True`` = position autorisée, comme
-        :func:`torch.nn.functional.scaled_dot_product_attention`) ou un tenseur
-        flottant ajouté aux scores (0 ou ``-inf``), diffusable vers ``(..., T_q, T_k)``.
-    scale : facteur des scores ; par défaut ``1/√D``.
-
-    Renvoie ``(sortie, poids)`` : sortie ``(..., T_q, D_v)``, poids ``(..., T_q, T_k)``
-    (chaque ligne somme à 1). Le softmax est calculé au moins en float32,
-    comme dans transformers. Une ligne entièrement masquée donne des ``nan``.
-    """
+def check_attention_inputs(q, k, v, scale=None):
+    """Vérifie ``q``, ``k``, ``v`` (tenseurs ``(..., T, D)`` compatibles) ; renvoie l'échelle (``1/√D`` par défaut)."""
     for name, t in (("q", q), ("k", k), ("v", v)):
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"{name} doit être un torch.Tensor, reçu {type(t).__name__}.")
@@ -56,7 +43,25 @@ def scaled_dot_product_attention(q, k, v, mask=None, *, scale=None):
         scale = 1.0 / math.sqrt(q.shape[-1])
     elif not isinstance(scale, (int, float)) or isinstance(scale, bool) or scale <= 0:
         raise ValueError(f"scale doit être un nombre strictement positif, reçu {scale!r}.")
+    return scale
 
+
+def scaled_dot_product_attention(q, k, v, mask=None, *, scale=None):
+    """Attention par produit scalaire normalisé : ``softmax(q·kᵀ·scale + masque)·v``.
+
+    Paramètres
+    ----------
+    q : tenseur ``(..., T_q, D)`` ; k : ``(..., T_k, D)`` ; v : ``(..., T_k, D_v)``.
+    mask : ``None``, un tenseur booléen (``True`` = position autorisée, comme
+        :func:`torch.nn.functional.scaled_dot_product_attention`) ou un tenseur
+        flottant ajouté aux scores (0 ou ``-inf``), diffusable vers ``(..., T_q, T_k)``.
+    scale : facteur des scores ; par défaut ``1/√D``.
+
+    Renvoie ``(sortie, poids)`` : sortie ``(..., T_q, D_v)``, poids ``(..., T_q, T_k)``
+    (chaque ligne somme à 1). Le softmax est calculé au moins en float32,
+    comme dans transformers. Une ligne entièrement masquée donne des ``nan``.
+    """
+    scale = check_attention_inputs(q, k, v, scale)  # formes compatibles ; 1/√D par défaut
     scores = torch.matmul(q, k.transpose(-2, -1)) * scale  # (..., T_q, T_k)
     if mask is not None:
         if not isinstance(mask, torch.Tensor):
