@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +40,8 @@ class FinetuneResult:
 
     def row(self) -> dict:
         """Une ligne de tableau (sans les tableaux NumPy ni le modèle)."""
-        d = {k: v for k, v in asdict(self).items() if k not in ("test_predictions", "test_embeddings", "classifier", "scores")}
+        skip = ("test_predictions", "test_embeddings", "classifier", "scores")
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}  # sans copier le modèle
         return {**d, **self.scores}
 
 
