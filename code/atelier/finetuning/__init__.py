@@ -1,4 +1,4 @@
-"""Chapitre 05, « Fine-tuning : embeddings ou modèle ? » (``book/05_finetuning.md``).
+"""Chapitre 05, « Affinage d'embeddings ou de modèle ? » (``book/05_finetuning.md``).
 
 Quatre façons d'adapter un encodeur de phrases à une classification, derrière une même API.
 Les quatre approches partent du **même** encodeur (un dossier sentence-transformers :
@@ -7,7 +7,7 @@ Transformer + moyenne des jetons) :
 ``frozen``
     embeddings gelés + régression logistique (scikit-learn) ;
 ``setfit``
-    fine-tuning contrastif de l'encodeur sur des paires « même classe » /
+    affinage contrastif de l'encodeur sur des paires « même classe » /
     « classes différentes » (façon SetFit, perte ``CosineSimilarityLoss`` de
     sentence-transformers), puis régression logistique ;
 ``lora``

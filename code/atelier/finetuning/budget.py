@@ -15,7 +15,7 @@ APPROACH_NAMES = {
     "frozen": "Embeddings gelés + régression logistique",
     "setfit": "Contrastif (SetFit) + régression logistique",
     "lora": "LoRA + tête linéaire",
-    "full": "Fine-tuning complet + tête linéaire",
+    "full": "Affinage complet + tête linéaire",
 }
 DEFAULT_LR = {"setfit": 2e-5, "lora": 5e-4, "full": 5e-5}
 

@@ -75,7 +75,7 @@ class FrozenClassifier:
 
 
 class SetFitClassifier(FrozenClassifier):
-    """Copie de l'encodeur fine-tunée par paires contrastives, puis régression logistique."""
+    """Copie de l'encodeur affinée par paires contrastives, puis régression logistique."""
 
     approach = "setfit"
 

@@ -90,7 +90,7 @@ def run(approach: str, encoder, train_texts, train_labels, test_texts, test_labe
 
 def training_step_cost(encoder, texts, *, n_classes: int, batch_size: int, seq_len: int,
                        gradient_checkpointing: bool, steps: int = 1, config: FinetuneConfig | None = None) -> dict:
-    """Durée et surcoût mémoire d'un pas avant + arrière du fine-tuning complet, à longueur fixe.
+    """Durée et surcoût mémoire d'un pas avant + arrière de l'affinage complet, à longueur fixe.
 
     Les textes sont complétés (``padding="max_length"``) à ``seq_len`` jetons pour
     simuler des documents plus longs. Sert à mesurer le gradient checkpointing.

@@ -79,7 +79,7 @@ def contrastive_finetune(encoder, texts_a, texts_b, targets, *, loss: str = "cos
                          max_length: int = 64, warmup_ratio: float = 0.1, weight_decay: float = 0.01,
                          gradient_checkpointing: bool = False, bf16: bool = False,
                          freeze_word_embeddings: bool = False) -> list[float]:
-    """Fine-tune **en place** un encodeur sentence-transformers sur des paires de textes.
+    """Affine **en place** un encodeur sentence-transformers sur des paires de textes.
 
     ``loss="cosine"`` : ``CosineSimilarityLoss`` (cosinus ramené vers ``targets`` ∈ [0, 1]) ;
     ``loss="mnrl"`` : ``MultipleNegativesRankingLoss`` (paires positives seulement,
