@@ -490,3 +490,51 @@ def test_feature_cache_same_results_and_counts_time(encoder):
             config=FinetuneConfig(max_length=32), cache=cache)
     with pytest.raises(TypeError, match="FeatureCache"):
         make_classifier("frozen", encoder, 3, cfg, cache={})
+
+
+# ----------------------------------------------------------------------------- table des plongements gelée
+
+
+@pytest.mark.parametrize("approach", ["full", "setfit"])
+def test_freeze_word_embeddings_keeps_table_and_trains_layers(encoder, approach):
+    train = toy_data(4)
+    y = encode_labels(train["label"], LABELS)
+    cfg = FinetuneConfig(max_length=16, batch_size=4, epochs=2, lr=1e-3, freeze_word_embeddings=True)
+    clf = make_classifier(approach, encoder, 3, cfg).fit(train["text"].tolist(), y)
+    model = clf.encoder[0].auto_model if approach == "setfit" else clf.model.backbone
+    base = encoder[0].auto_model
+    assert torch.equal(model.embeddings.word_embeddings.weight, base.embeddings.word_embeddings.weight)
+    assert not model.embeddings.word_embeddings.weight.requires_grad
+    layer = "encoder.layer.0.attention.self.query.weight"
+    assert not torch.equal(model.state_dict()[layer], base.state_dict()[layer])
+    n_words = base.embeddings.word_embeddings.weight.numel()
+    unfrozen = make_classifier(approach, encoder, 3, replace_cfg(cfg, freeze_word_embeddings=False))
+    unfrozen.fit(train["text"].tolist(), y)
+    assert unfrozen.trainable_parameters() - clf.trainable_parameters() == n_words
+
+
+def replace_cfg(cfg, **kw):
+    from dataclasses import replace
+
+    return replace(cfg, **kw)
+
+
+def test_contrastive_finetune_cosent_and_frozen_table(encoder):
+    enc = copy.deepcopy(encoder)
+    before = enc[0].auto_model.embeddings.word_embeddings.weight.detach().clone()
+    a = ["le chat et le chien", "le train et le bus", "le pain et la soupe", "le chat et le lapin"]
+    b = ["le chien et le chat", "le bus et le camion", "la tarte et le pain", "la voiture et le bus"]
+    losses = contrastive_finetune(enc, a, b, [5.0, 4.0, 3.0, 0.5], loss="cosent", epochs=2, batch_size=4, lr=1e-3,
+                                  max_length=16, freeze_word_embeddings=True)
+    assert len(losses) == 2 and all(np.isfinite(losses))
+    assert torch.equal(enc[0].auto_model.embeddings.word_embeddings.weight, before)
+    with pytest.raises(ValueError, match="cosent"):
+        contrastive_finetune(enc, a, b, [1.0] * 4, loss="angle")
+
+
+def test_result_row_does_not_copy_kept_classifier(encoder):
+    train, test = toy_data(4, seed=0), toy_data(2, seed=1)
+    res = run("full", encoder, train["text"], train["label"], test["text"], test["label"], labels=LABELS,
+              config=FinetuneConfig(max_length=16, batch_size=4, epochs=1), save_artifact=False, keep_classifier=True)
+    row = res.row()
+    assert res.classifier is not None and "classifier" not in row and "accuracy" in row

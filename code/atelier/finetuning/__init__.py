@@ -1,4 +1,4 @@
-"""Chapitre 05, « Fine-tuning : embeddings ou modèle ? » (``book/05_finetuning.md``).
+"""Chapitre 05, « Affinage d'embeddings ou de modèle ? » (``book/05_finetuning.md``).
 
 Quatre façons d'adapter un encodeur de phrases à une classification, derrière une même API.
 Les quatre approches partent du **même** encodeur (un dossier sentence-transformers :
@@ -7,7 +7,7 @@ Transformer + moyenne des jetons) :
 ``frozen``
     embeddings gelés + régression logistique (scikit-learn) ;
 ``setfit``
-    fine-tuning contrastif de l'encodeur sur des paires « même classe » /
+    affinage contrastif de l'encodeur sur des paires « même classe » /
     « classes différentes » (façon SetFit, perte ``CosineSimilarityLoss`` de
     sentence-transformers), puis régression logistique ;
 ``lora``
@@ -32,11 +32,13 @@ Modules, dans l'ordre où ils s'appuient les uns sur les autres :
 - ``encoders`` : chargement de l'encodeur, embeddings, :class:`FeatureCache`, mesures ;
 - ``training`` : boucle AdamW, lots groupés par longueur, paires contrastives ;
 - ``classifiers`` : les quatre classifieurs et :func:`make_classifier` ;
-- ``experiment`` : :func:`run` (entraîner, mesurer, évaluer) et :func:`training_step_cost`.
+- ``experiment`` : :func:`run` (entraîner, mesurer, évaluer) et :func:`training_step_cost` ;
+- ``battery`` : la batterie d'oubli (STS-B, PAWS-X, recherche FR→EN, sonde de classification).
 
 Ce paquet réexporte leurs noms publics : ``F.run``, ``F.FinetuneConfig``…
 """
 
+from atelier.finetuning.battery import battery, pair_auc, probe_accuracy, retrieval_top1, sts_spearman
 from atelier.finetuning.budget import (
     APPROACH_NAMES,
     APPROACHES,
@@ -75,4 +77,5 @@ __all__ = [
     "make_classifier", "FeatureCache", "autocast", "count_parameters", "dir_size_mb", "embed", "is_checkpointing",
     "load_encoder", "pair_cosines", "release_memory", "set_checkpointing", "FinetuneResult", "run",
     "training_step_cost", "contrastive_finetune", "contrastive_pairs", "length_grouped_batches", "train_loop",
+    "battery", "pair_auc", "probe_accuracy", "retrieval_top1", "sts_spearman",
 ]

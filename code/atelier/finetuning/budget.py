@@ -15,7 +15,7 @@ APPROACH_NAMES = {
     "frozen": "Embeddings gelés + régression logistique",
     "setfit": "Contrastif (SetFit) + régression logistique",
     "lora": "LoRA + tête linéaire",
-    "full": "Fine-tuning complet + tête linéaire",
+    "full": "Affinage complet + tête linéaire",
 }
 DEFAULT_LR = {"setfit": 2e-5, "lora": 5e-4, "full": 5e-5}
 
@@ -39,6 +39,7 @@ class FinetuneConfig:
     lora_alpha: int = 16
     lora_targets: tuple[str, ...] = ("query", "key", "value", "dense")
     freeze_layers: int = 0  # full : gèle les embeddings et les n premières couches
+    freeze_word_embeddings: bool = False  # setfit, full : gèle la table des plongements de mots (vocabulaire)
     gradient_checkpointing: bool = False
     C: float = 10.0  # régression logistique (frozen, setfit)
     normalize: bool = True  # normalisation L2 des embeddings avant la régression logistique

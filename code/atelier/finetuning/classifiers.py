@@ -75,7 +75,7 @@ class FrozenClassifier:
 
 
 class SetFitClassifier(FrozenClassifier):
-    """Copie de l'encodeur fine-tunée par paires contrastives, puis régression logistique."""
+    """Copie de l'encodeur affinée par paires contrastives, puis régression logistique."""
 
     approach = "setfit"
 
@@ -90,6 +90,7 @@ class SetFitClassifier(FrozenClassifier):
         self.losses = contrastive_finetune(
             self.encoder, [texts[i] for i in ia], [texts[i] for i in ib], t, loss="cosine",
             epochs=self.cfg.epochs, batch_size=self.cfg.batch_size, lr=self.cfg.lr_for("setfit"), seed=seed,
+            freeze_word_embeddings=self.cfg.freeze_word_embeddings,
             prefix=self.cfg.prefix, max_length=self.cfg.max_length, warmup_ratio=self.cfg.warmup_ratio,
             weight_decay=self.cfg.weight_decay, gradient_checkpointing=self.cfg.gradient_checkpointing,
             bf16=self.cfg.bf16)
@@ -142,7 +143,9 @@ class TorchClassifier:
         if self.approach == "lora":
             backbone = add_lora(backbone, self.cfg.lora_targets, task=None, r=self.cfg.lora_r,
                                 alpha=self.cfg.lora_alpha, dropout=0.0)
-        elif self.cfg.freeze_layers:
+        elif self.cfg.freeze_word_embeddings:
+            backbone.embeddings.word_embeddings.requires_grad_(False)
+        if self.approach == "full" and self.cfg.freeze_layers:
             layers = backbone.encoder.layer
             if self.cfg.freeze_layers > len(layers):
                 raise ValueError(f"freeze_layers={self.cfg.freeze_layers} dépasse le nombre de couches ({len(layers)}).")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +40,8 @@ class FinetuneResult:
 
     def row(self) -> dict:
         """Une ligne de tableau (sans les tableaux NumPy ni le modèle)."""
-        d = {k: v for k, v in asdict(self).items() if k not in ("test_predictions", "test_embeddings", "classifier", "scores")}
+        skip = ("test_predictions", "test_embeddings", "classifier", "scores")
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}  # sans copier le modèle
         return {**d, **self.scores}
 
 
@@ -89,7 +90,7 @@ def run(approach: str, encoder, train_texts, train_labels, test_texts, test_labe
 
 def training_step_cost(encoder, texts, *, n_classes: int, batch_size: int, seq_len: int,
                        gradient_checkpointing: bool, steps: int = 1, config: FinetuneConfig | None = None) -> dict:
-    """Durée et surcoût mémoire d'un pas avant + arrière du fine-tuning complet, à longueur fixe.
+    """Durée et surcoût mémoire d'un pas avant + arrière de l'affinage complet, à longueur fixe.
 
     Les textes sont complétés (``padding="max_length"``) à ``seq_len`` jetons pour
     simuler des documents plus longs. Sert à mesurer le gradient checkpointing.

@@ -1,6 +1,6 @@
 """Échantillons à k exemples par classe, et validation des textes et des étiquettes.
 
-Utilisé par le chapitre « Fine-tuning d'embeddings ou de modèle ? »
+Utilisé par le chapitre « Affinage d'embeddings ou de modèle ? »
 (``05_finetuning``) et par :mod:`atelier.finetuning`.
 
 >>> train = sample_per_class(df, k=8, seed=0)   # 8 phrases par thème, tirées au hasard

@@ -77,12 +77,16 @@ def train_loop(compute_loss, param_groups, n_items: int, *, epochs: int, batch_s
 def contrastive_finetune(encoder, texts_a, texts_b, targets, *, loss: str = "cosine", epochs: int = 1,
                          batch_size: int = 16, lr: float = 2e-5, seed: int = 0, prefix: str = "",
                          max_length: int = 64, warmup_ratio: float = 0.1, weight_decay: float = 0.01,
-                         gradient_checkpointing: bool = False, bf16: bool = False) -> list[float]:
-    """Fine-tune **en place** un encodeur sentence-transformers sur des paires de textes.
+                         gradient_checkpointing: bool = False, bf16: bool = False,
+                         freeze_word_embeddings: bool = False) -> list[float]:
+    """Affine **en place** un encodeur sentence-transformers sur des paires de textes.
 
     ``loss="cosine"`` : ``CosineSimilarityLoss`` (cosinus ramené vers ``targets`` ∈ [0, 1]) ;
     ``loss="mnrl"`` : ``MultipleNegativesRankingLoss`` (paires positives seulement,
-    les autres phrases du lot servent de négatifs ; ``targets`` ignoré).
+    les autres phrases du lot servent de négatifs ; ``targets`` ignoré) ;
+    ``loss="cosent"`` : ``CoSENTLoss`` (ordre des cosinus des paires du lot ramené vers
+    celui des ``targets``, quelle que soit leur échelle).
+    ``freeze_word_embeddings`` gèle la table des plongements de mots (elle reste gelée).
     Renvoie la perte de chaque pas.
     """
     from sentence_transformers.sentence_transformer import losses
@@ -98,13 +102,17 @@ def contrastive_finetune(encoder, texts_a, texts_b, targets, *, loss: str = "cos
         loss_fn = losses.CosineSimilarityLoss(encoder)
     elif loss == "mnrl":
         loss_fn = losses.MultipleNegativesRankingLoss(encoder)
+    elif loss == "cosent":
+        loss_fn = losses.CoSENTLoss(encoder)
     else:
-        raise ValueError(f"Perte inconnue : {loss!r}. Pertes acceptées : 'cosine', 'mnrl'.")
+        raise ValueError(f"Perte inconnue : {loss!r}. Pertes acceptées : 'cosine', 'mnrl', 'cosent'.")
     for name, value in (("epochs", epochs), ("batch_size", batch_size)):
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} doit être un entier ≥ 1, reçu {value!r}.")
     encoder.max_seq_length = max_length
     hf = encoder[0].auto_model
+    if freeze_word_embeddings:
+        hf.embeddings.word_embeddings.requires_grad_(False)
     if gradient_checkpointing:
         set_checkpointing(hf, True)
     encoder.train()
