@@ -2,7 +2,7 @@
 
 Utilisé par les chapitres « CamemBERT ou CamemBERTa ? » (classifieur NLI,
 tâche ``SEQ_CLS``), « LoRA et NF4 » (modèle de conversation, tâche
-``CAUSAL_LM``) et « Fine-tuning d'embeddings ou de modèle ? » (encodeur nu,
+``CAUSAL_LM``) et « Affinage d'embeddings ou de modèle ? » (encodeur nu,
 ``task=None``), et par :mod:`atelier.lora_nf4.lora` (réglages vérifiés par
 :func:`check_rank_alpha`).
 """

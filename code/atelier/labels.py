@@ -1,7 +1,7 @@
 """Étiquettes de classes : noms → entiers ``0..C-1``, avec des erreurs qui nomment les lignes fautives.
 
 Utilisé par les chapitres « CamemBERT ou CamemBERTa ? » (NLI, trois classes)
-et « Fine-tuning d'embeddings ou de modèle ? » (SIB-200, sept thèmes).
+et « Affinage d'embeddings ou de modèle ? » (SIB-200, sept thèmes).
 
 >>> encode_labels(["neutral", 0, "contradiction"], ("entailment", "neutral", "contradiction")).tolist()
 [1, 0, 2]

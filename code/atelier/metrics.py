@@ -1,7 +1,7 @@
 """Scores de classification partagés.
 
 Utilisé par les chapitres « CamemBERT ou CamemBERTa ? » (NLI) et
-« Fine-tuning d'embeddings ou de modèle ? » (SIB-200).
+« Affinage d'embeddings ou de modèle ? » (SIB-200).
 """
 
 from __future__ import annotations
