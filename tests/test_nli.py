@@ -237,10 +237,11 @@ def test_full_profile_effective_batch_is_64(tmp_path, monkeypatch):
     args = nli.training_arguments(tmp_path, batch_size=64, accumulation=2)
     assert (args.per_device_train_batch_size, args.gradient_accumulation_steps) == (32, 2)
     assert args.train_batch_size * args.gradient_accumulation_steps == 64
-    # Avec deux GPU, le même lot effectif se découpe en 16 par GPU × 2 GPU × 2 accumulations.
+    # Avec deux GPU, le lot effectif se partage aussi entre les cartes : 64 = 32 × 1 × 2 passe la
+    # vérification, 64 = ? × 64 × 2 ne le peut pas (l'erreur le dit avant de construire les arguments).
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
-    with pytest.raises(ValueError, match="multiple"):
-        nli.training_arguments(tmp_path, batch_size=64, accumulation=3)
+    with pytest.raises(ValueError, match="multiple de accumulation × GPU"):
+        nli.training_arguments(tmp_path, batch_size=64, accumulation=64)
 
 
 def test_pooled_features_equal_masked_mean(tokenizer, tiny_model):

@@ -123,7 +123,8 @@ def _twins(tokenizer, **kw):
 def test_max_positions_enlarges_only_the_roberta_table(tokenizer):
     small, big = _twins(tokenizer), _twins(tokenizer, max_positions=64)
     emb = lambda m: m.roberta.embeddings.position_embeddings.num_embeddings  # noqa: E731
-    assert emb(small["RoBERTa"]) == 32 + 1 + 1 and emb(big["RoBERTa"]) == 64 + 1 + 1  # + pad + 1 (numérotation RoBERTa)
+    # positions pad + 1 … pad + T (numérotation RoBERTa, pad = 0 ici)
+    assert emb(small["RoBERTa"]) == 32 + 0 + 1 and emb(big["RoBERTa"]) == 64 + 0 + 1
     n = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
     assert n(big["DeBERTa-v2"]) == n(small["DeBERTa-v2"])
     assert n(big["RoBERTa"]) - n(small["RoBERTa"]) == 32 * 32
@@ -132,11 +133,10 @@ def test_max_positions_enlarges_only_the_roberta_table(tokenizer):
 
 
 def test_position_ids_match_roberta_default_numbering(tokenizer):
-    from transformers.models.roberta.modeling_roberta import create_position_ids_from_input_ids
-
     roberta = _twins(tokenizer)["RoBERTa"]
     ids = torch.randint(5, len(tokenizer), (2, 10))
-    expected = create_position_ids_from_input_ids(ids, roberta.config.pad_token_id)
+    emb = roberta.roberta.embeddings
+    expected = emb.create_position_ids_from_input_ids(ids, roberta.config.pad_token_id)  # numérotation de transformers
     assert torch.equal(pt.position_ids(roberta, 2, 10), expected)
     assert torch.equal(pt.position_ids(roberta, 2, 10, offset=5), expected + 5)
     with pytest.raises(ValueError, match="offset"):

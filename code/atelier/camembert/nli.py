@@ -39,9 +39,7 @@ SEED_HPARAMS = dict(learning_rate=2e-4, batch_size=64, accumulation=2, num_epoch
                     patience=3, max_length=128, lora_r=8, lora_alpha=32, lora_dropout=0.1)
 
 
-# --------------------------------------------------------------------------
 # Données
-# --------------------------------------------------------------------------
 def standardize(frame):
     """DataFrame NLI quelconque → colonnes ``premise``, ``hypothesis``, ``label`` (nom anglais de la classe).
 
@@ -90,9 +88,7 @@ def make_dataset(frame, tokenizer, max_length: int = 128):
     return datasets.Dataset.from_dict(data)
 
 
-# --------------------------------------------------------------------------
 # Architectures publiées (poids aléatoires, aucun téléchargement)
-# --------------------------------------------------------------------------
 def published_config(name: str, num_labels: int = 3):
     """Configuration publiée de ``camembert-base`` (RoBERTa) ou ``camemberta-base`` (DeBERTa-v2).
 
@@ -123,9 +119,7 @@ def published_config(name: str, num_labels: int = 3):
     raise ValueError(f"Modèle inconnu : {name!r}. Modèles acceptés : 'camembert-base', 'camemberta-base'.")
 
 
-# --------------------------------------------------------------------------
 # LoRA
-# --------------------------------------------------------------------------
 _GROUPS = (  # (motif dans le nom du paramètre, bloc) : le premier motif trouvé l'emporte
     ("lora_", "LoRA"),
     ("word_embeddings", "plongements des mots"),
@@ -226,9 +220,7 @@ def load_modules(model: nn.Module, directory) -> list[str]:
     return sorted(state)
 
 
-# --------------------------------------------------------------------------
 # Entraînement
-# --------------------------------------------------------------------------
 def compute_metrics(eval_pred) -> dict[str, float]:
     """Pour le ``Trainer`` : exactitude, F1 macro, F1 pondéré à partir des logits."""
     logits, labels = eval_pred
@@ -314,9 +306,7 @@ def history(log_history: list[dict]):
     return train, evals
 
 
-# --------------------------------------------------------------------------
 # Prédiction
-# --------------------------------------------------------------------------
 @torch.no_grad()
 def predict_proba(model, tokenizer, premises: Sequence[str], hypotheses: Sequence[str],
                   max_length: int = 128, batch_size: int = 64, progress: bool = False) -> np.ndarray:
@@ -353,14 +343,12 @@ def predict_proba(model, tokenizer, premises: Sequence[str], hypotheses: Sequenc
 @torch.no_grad()
 def pooled_features(model, tokenizer, premises: Sequence[str], hypotheses: Sequence[str],
                     max_length: int = 128, batch_size: int = 64) -> np.ndarray:
-    """Moyenne des vecteurs de sortie des vrais jetons de chaque paire, encodeur gelé : (N, C).
+    """Moyenne des vecteurs de sortie des vrais jetons de chaque paire (tokenisée ensemble), encodeur gelé : (N, C).
 
-    ``model`` : un encodeur nu (``AutoModel``) ou un classifieur dont on lit
-    l'encodeur (``base_model``). Les paires sont tokenisées ensemble, comme
-    pour l'affinage ; sert d'entrée à une sonde linéaire (régression logistique).
+    ``model`` : un encodeur nu (``AutoModel``) ou un classifieur (on lit ``base_model``) ; pour une sonde linéaire.
     """
     if isinstance(premises, str) or isinstance(hypotheses, str):
-        raise TypeError("premises et hypotheses doivent être des listes de chaînes.")
+        raise TypeError("premises et hypotheses doivent être des listes de chaînes (utilisez [texte] pour une paire).")
     premises, hypotheses = list(premises), list(hypotheses)
     if len(premises) != len(hypotheses) or not premises:
         raise ValueError(f"Il faut autant de prémisses que d'hypothèses, et au moins une ({len(premises)} / {len(hypotheses)}).")
@@ -388,13 +376,18 @@ def pooled_features(model, tokenizer, premises: Sequence[str], hypotheses: Seque
 def scores_with_intervals(y_true, y_pred, n_resamples: int = 1000, seed: int = 0) -> dict:
     """Exactitude et F1 macro, chacun avec son intervalle bootstrap à 95 % (paires rééchantillonnées).
 
-    Renvoie ``{"accuracy": Interval, "f1_macro": Interval}`` (voir :func:`atelier.metrics.bootstrap_interval`).
+    Renvoie ``{"accuracy": Interval, "f1_macro": Interval}`` ; F1 macro sur les trois classes (absente : 0).
     """
-    from sklearn.metrics import accuracy_score, f1_score
-
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     if y_true.shape != y_pred.shape or y_true.ndim != 1:
         raise ValueError(f"y_true et y_pred doivent être deux séquences de même longueur, formes {y_true.shape} et {y_pred.shape}.")
-    f1 = lambda t, p: f1_score(t, p, average="macro", labels=list(range(len(LABELS))), zero_division=0)  # noqa: E731
-    return {"accuracy": bootstrap_interval(accuracy_score, y_true, y_pred, n_resamples=n_resamples, seed=seed),
-            "f1_macro": bootstrap_interval(f1, y_true, y_pred, n_resamples=n_resamples, seed=seed)}
+    k = len(LABELS)
+
+    def f1_macro(t, p):  # matrice de confusion par bincount : rapide dans la boucle du bootstrap
+        cm = np.bincount(t * k + p, minlength=k * k).reshape(k, k)
+        tp, support, predicted = np.diag(cm), cm.sum(1), cm.sum(0)
+        return float(np.mean(np.where(support + predicted > 0, 2 * tp / np.maximum(support + predicted, 1), 0.0)))
+
+    return {"accuracy": bootstrap_interval(lambda t, p: float(np.mean(t == p)), y_true, y_pred,
+                                           n_resamples=n_resamples, seed=seed),
+            "f1_macro": bootstrap_interval(f1_macro, y_true, y_pred, n_resamples=n_resamples, seed=seed)}
