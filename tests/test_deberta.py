@@ -8,6 +8,7 @@ from transformers import DebertaV2Config
 from transformers.models.deberta_v2 import modeling_deberta_v2 as hf
 
 from atelier.camembert.deberta import DisentangledSelfAttention, log_bucket_position, relative_positions
+from atelier.camembert import deberta
 
 
 def _config(**kw) -> DebertaV2Config:
@@ -180,3 +181,52 @@ def test_swap_into_full_model():
             layer.attention.self = DisentangledSelfAttention.from_hf(layer.attention.self).eval()
         mine = model(input_ids=ids, attention_mask=mask).last_hidden_state
     torch.testing.assert_close(mine, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_c2p_and_p2c_terms_match_explicit_loops():
+    torch.manual_seed(0)
+    q, k = torch.randn(2, 3, 5, 4), torch.randn(2, 3, 7, 4)  # (B, H, Tq, d), (B, H, Tk, d)
+    pos_k, pos_q = torch.randn(3, 8, 4), torch.randn(3, 8, 4)  # (H, 2k, d)
+    idx = torch.randint(0, 8, (5, 7))  # (Tq, Tk)
+    c2p, p2c = deberta.c2p_term(q, pos_k, idx), deberta.p2c_term(k, pos_q, idx)
+    assert c2p.shape == p2c.shape == (2, 3, 5, 7)
+    for i in range(5):
+        for j in range(7):
+            r = idx[i, j]
+            assert torch.allclose(c2p[:, :, i, j], (q[:, :, i] * pos_k[:, r]).sum(-1), atol=1e-5)
+            assert torch.allclose(p2c[:, :, i, j], (k[:, :, j] * pos_q[:, r]).sum(-1), atol=1e-5)
+
+
+def test_without_position_terms_it_is_scaled_dot_product_attention():
+    torch.manual_seed(0)
+    lin = [torch.nn.Linear(16, 16) for _ in range(3)]
+    att = deberta.DisentangledSelfAttention(*lin, num_heads=2, pos_att_type=(), relative_attention=False).eval()
+    x = torch.randn(2, 6, 16)
+    mask = torch.ones(2, 6, dtype=torch.long)
+    mask[1, 4:] = 0
+    with torch.no_grad():
+        mine = att(x, mask)[0]
+        q, k, v = (m(x).view(2, 6, 2, 8).transpose(1, 2) for m in lin)
+        ref = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask.bool()[:, None, None, :])
+    ref = ref.transpose(1, 2).reshape(2, 6, 16)
+    assert torch.allclose(mine[mask.bool()], ref[mask.bool()], atol=1e-5)
+
+
+def test_c2c_only_deberta_is_permutation_equivariant():
+    from transformers import DebertaV2Config, DebertaV2ForMaskedLM
+
+    cfg = DebertaV2Config(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                          intermediate_size=32, max_position_embeddings=16, relative_attention=True,
+                          position_buckets=4, max_relative_positions=16, pos_att_type=None, share_att_key=True,
+                          position_biased_input=False, type_vocab_size=0)
+    torch.manual_seed(0)
+    model = DebertaV2ForMaskedLM(cfg).eval()
+    for layer in model.deberta.encoder.layer:
+        layer.attention.self = deberta.DisentangledSelfAttention.from_hf(layer.attention.self)
+    model.eval()  # le nouveau module naît en mode entraînement (abandon actif)
+    ids = torch.randint(5, 50, (2, 12))
+    perm = torch.randperm(12)
+    with torch.no_grad():
+        out = model(input_ids=ids).logits
+        out_perm = model(input_ids=ids[:, perm]).logits
+    assert torch.allclose(out[:, perm], out_perm, atol=1e-5)

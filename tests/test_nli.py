@@ -227,3 +227,47 @@ def test_trainer_logged_loss_not_multiplied_by_accumulation(tmp_path, tokenizer)
     train, _ = nli.history(trainer.state.log_history)
     assert len(train) >= 1
     assert train["loss"].astype(float).max() < 1.5   # ln 3 ≈ 1,10 ; une perte doublée vaudrait ≈ 2,2
+
+
+def test_seed_hparams_are_two_by_32():
+    assert nli.SEED_HPARAMS["batch_size"] == 64 and nli.SEED_HPARAMS["accumulation"] == 2
+
+
+def test_full_profile_effective_batch_is_64(tmp_path, monkeypatch):
+    args = nli.training_arguments(tmp_path, batch_size=64, accumulation=2)
+    assert (args.per_device_train_batch_size, args.gradient_accumulation_steps) == (32, 2)
+    assert args.train_batch_size * args.gradient_accumulation_steps == 64
+    # Avec deux GPU, le lot effectif se partage aussi entre les cartes : 64 = 32 × 1 × 2 passe la
+    # vérification, 64 = ? × 64 × 2 ne le peut pas (l'erreur le dit avant de construire les arguments).
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    with pytest.raises(ValueError, match="multiple de accumulation × GPU"):
+        nli.training_arguments(tmp_path, batch_size=64, accumulation=64)
+
+
+def test_pooled_features_equal_masked_mean(tokenizer, tiny_model):
+    from atelier.embeddings.pooling import mean_pool
+
+    f = _frame()
+    feats = nli.pooled_features(tiny_model, tokenizer, f.premise, f.hypothesis, batch_size=3)
+    enc = tokenizer(list(f.premise), list(f.hypothesis), padding=True, return_tensors="pt")
+    with torch.no_grad():
+        hidden = tiny_model.bert(**enc).last_hidden_state
+    assert feats.shape == (4, 16)
+    np.testing.assert_allclose(feats, mean_pool(hidden, enc["attention_mask"]).numpy(), atol=1e-5)
+    with pytest.raises(TypeError):
+        nli.pooled_features(tiny_model, tokenizer, "une phrase", "une autre")
+
+
+def test_scores_with_intervals_bracket_the_estimate():
+    from sklearn.metrics import accuracy_score, f1_score
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 200)
+    pred = np.where(rng.random(200) < 0.6, y, rng.integers(0, 3, 200))
+    out = nli.scores_with_intervals(y, pred, n_resamples=200)
+    assert out["accuracy"].estimate == pytest.approx(accuracy_score(y, pred))
+    assert out["f1_macro"].estimate == pytest.approx(f1_score(y, pred, average="macro"))
+    for iv in out.values():
+        assert iv.low < iv.estimate < iv.high and iv.high - iv.low < 0.3
+    with pytest.raises(ValueError):
+        nli.scores_with_intervals(y, pred[:10])

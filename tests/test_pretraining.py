@@ -108,3 +108,71 @@ def test_unigram_loss(tokenizer):
     empty = [{"labels": torch.full((2, 4), -100)}]
     with pytest.raises(ValueError):
         pt.unigram_loss(blocks, empty, len(tokenizer))
+
+
+def _twins(tokenizer, **kw):
+    cfgs = pt.encoder_configs(len(tokenizer), seq_len=32, hidden=32, layers=2, heads=2, intermediate=64,
+                              position_buckets=8, **kw)
+    out = {}
+    for arch, cfg in cfgs.items():
+        torch.manual_seed(0)
+        out[arch] = pt.build_model(cfg).eval()
+    return out
+
+
+def test_max_positions_enlarges_only_the_roberta_table(tokenizer):
+    small, big = _twins(tokenizer), _twins(tokenizer, max_positions=64)
+    emb = lambda m: m.roberta.embeddings.position_embeddings.num_embeddings  # noqa: E731
+    # positions pad + 1 … pad + T (numérotation RoBERTa, pad = 0 ici)
+    assert emb(small["RoBERTa"]) == 32 + 0 + 1 and emb(big["RoBERTa"]) == 64 + 0 + 1
+    n = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert n(big["DeBERTa-v2"]) == n(small["DeBERTa-v2"])
+    assert n(big["RoBERTa"]) - n(small["RoBERTa"]) == 32 * 32
+    with pytest.raises(ValueError, match="max_positions"):
+        pt.encoder_configs(100, seq_len=32, max_positions=16)
+
+
+def test_position_ids_match_roberta_default_numbering(tokenizer):
+    roberta = _twins(tokenizer)["RoBERTa"]
+    ids = torch.randint(5, len(tokenizer), (2, 10))
+    emb = roberta.roberta.embeddings
+    expected = emb.create_position_ids_from_input_ids(ids, roberta.config.pad_token_id)  # numérotation de transformers
+    assert torch.equal(pt.position_ids(roberta, 2, 10), expected)
+    assert torch.equal(pt.position_ids(roberta, 2, 10, offset=5), expected + 5)
+    with pytest.raises(ValueError, match="offset"):
+        pt.position_ids(roberta, 2, 10, offset=-1)
+
+
+def test_shift_changes_absolute_model_not_relative_one(tokenizer):
+    twins = _twins(tokenizer, max_positions=64)
+    blocks = pt.make_blocks(tokenizer, TEXT, seq_len=16)[:8]
+    batches = pt.masked_batches(blocks, tokenizer, batch_size=4, seed=0)
+    deb, rob = twins["DeBERTa-v2"], twins["RoBERTa"]
+    assert pt.mlm_loss(deb, batches, offset=16) == pytest.approx(pt.mlm_loss(deb, batches), abs=1e-6)
+    assert abs(pt.mlm_loss(rob, batches, offset=16) - pt.mlm_loss(rob, batches)) > 1e-4
+    # offset=0 reproduit la numérotation par défaut de RoBERTa (sans position_ids).
+    with torch.no_grad():
+        default = float(rob(**batches[0]).loss)
+        explicit = float(rob(**batches[0], position_ids=pt.position_ids(rob, 4, 16)).loss)
+    assert default == pytest.approx(explicit, abs=1e-6)
+
+
+def test_tokens_to_floor():
+    hist = [{"tokens": 0, "val_loss": 9.0}, {"tokens": 100, "val_loss": 7.5}, {"tokens": 200, "val_loss": 6.9},
+            {"tokens": 300, "val_loss": 7.1}]
+    assert pt.tokens_to_floor(hist, 7.0) == 200
+    assert pt.tokens_to_floor(hist, 5.0) is None
+
+
+def test_article_probe_counts_every_article(tokenizer):
+    ids = pt.article_ids(tokenizer, ("le", "la"))
+    blocks = pt.make_blocks(tokenizer, TEXT, seq_len=32)[:6]
+    model = _twins(tokenizer)["DeBERTa-v2"]
+    truth, guess = pt.article_probe(model, blocks, tokenizer, words=("le", "la"), batch_size=4)
+    n_articles = int(torch.isin(blocks, torch.tensor(ids)).sum())
+    assert len(truth) == len(guess) == n_articles > 0
+    expected = [0 if t == ids[0] else 1 for t in blocks[torch.isin(blocks, torch.tensor(ids))].tolist()]
+    assert truth.tolist() == expected
+    assert set(guess.tolist()) <= {0, 1}
+    with pytest.raises(ValueError, match="absents"):
+        pt.article_ids(tokenizer, ("xylophone",))

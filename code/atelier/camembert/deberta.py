@@ -90,6 +90,29 @@ def relative_positions(query_size: int, key_size: int, bucket_size: int = -1, ma
     return rel.long().unsqueeze(0)  # (1, Tq, Tk)
 
 
+def c2p_term(q: torch.Tensor, pos_key: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """Contenu → position : ``c2p[i, j] = q_i · k^r[idx[i, j]]``, forme (B, H, Tq, Tk), sans division.
+
+    ``q`` (B, H, Tq, d) : requêtes de contenu ; ``pos_key`` (H, 2k, d) : clés de
+    position, une par ligne de la table ; ``idx`` (Tq, Tk) : ligne de la table
+    à lire pour la paire (i, j), c'est-à-dire ``δ(i, j) + k``.
+    """
+    all_pos = q @ pos_key.transpose(-1, -2)  # (B, H, Tq, 2k) : q_i · k^r_r pour toutes les distances r
+    return torch.gather(all_pos, -1, idx.expand(*all_pos.shape[:2], *idx.shape))  # (B, H, Tq, Tk)
+
+
+def p2c_term(k: torch.Tensor, pos_query: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """Position → contenu : ``p2c[i, j] = k_j · q^r[idx[i, j]]``, forme (B, H, Tq, Tk), sans division.
+
+    ``k`` (B, H, Tk, d) : clés de contenu ; ``pos_query`` (H, 2k, d) : requêtes
+    de position ; ``idx`` (Tq, Tk) comme pour :func:`c2p_term`.
+    """
+    all_pos = k @ pos_query.transpose(-1, -2)  # (B, H, Tk, 2k) : k_j · q^r_r
+    # La ligne j se lit à l'indice idx[i, j] : on rassemble sur la table transposée (Tk, Tq).
+    p2c = torch.gather(all_pos, -1, idx.transpose(0, 1).expand(*all_pos.shape[:2], idx.size(1), idx.size(0)))
+    return p2c.transpose(-1, -2)  # (B, H, Tq, Tk)
+
+
 class DisentangledSelfAttention(nn.Module):
     """Auto-attention désentrelacée (c2c + c2p + p2c), écrite terme à terme.
 
@@ -228,14 +251,10 @@ class DisentangledSelfAttention(nn.Module):
         idx = torch.clamp(rel + span, 0, 2 * span - 1)  # (Tq, Tk)
         if "c2p" in self.pos_att_type:
             pk = self._heads((self.key_proj if self.share_att_key else self.pos_key_proj)(pos))[0]  # (H, 2k, d)
-            c2p_all = q @ pk.transpose(-1, -2)  # (B, H, Tq, 2k) : q_i · k^r_r pour toutes les distances r
-            out["c2p"] = torch.gather(c2p_all, -1, idx.expand(*c2p_all.shape[:2], tq, tk)) / scale
+            out["c2p"] = c2p_term(q, pk, idx) / scale  # (B, H, Tq, Tk)
         if "p2c" in self.pos_att_type:
             pq = self._heads((self.query_proj if self.share_att_key else self.pos_query_proj)(pos))[0]  # (H, 2k, d)
-            p2c_all = k @ pq.transpose(-1, -2)  # (B, H, Tk, 2k) : k_j · q^r_r
-            # p2c[i, j] = k_j · q^r[δ(i, j)] : on lit la ligne j à l'indice idx[i, j].
-            p2c = torch.gather(p2c_all, -1, idx.transpose(0, 1).expand(*p2c_all.shape[:2], tk, tq))  # (B, H, Tk, Tq)
-            out["p2c"] = p2c.transpose(-1, -2) / scale  # (B, H, Tq, Tk)
+            out["p2c"] = p2c_term(k, pq, idx) / scale  # (B, H, Tq, Tk)
         return out
 
     def forward(

@@ -11,7 +11,9 @@ désentrelacée » (``book/03_camembert.md``).
 * :func:`training_arguments`, :func:`make_trainer`, :func:`compute_metrics` :
   le ``Trainer`` de Hugging Face avec les réglages du tutoriel d'origine ;
 * :func:`save_modules`, :func:`load_modules` : ce que l'adaptateur ne sauve pas ;
-* :func:`predict_proba` : probabilités des trois classes pour des paires.
+* :func:`predict_proba` : probabilités des trois classes pour des paires ;
+* :func:`pooled_features` : moyenne des jetons d'un encodeur gelé (sonde linéaire) ;
+* :func:`scores_with_intervals` : exactitude et F1 macro avec intervalles bootstrap.
 """
 
 from __future__ import annotations
@@ -24,21 +26,20 @@ from torch import nn
 
 from atelier.assets.data_catalog import NLI_LABELS, NLI_LABELS_FR
 from atelier.labels import encode_labels
-from atelier.metrics import classification_scores
+from atelier.metrics import bootstrap_interval, classification_scores
 
 LABELS: tuple[str, ...] = NLI_LABELS  # définies une fois, dans le catalogue des données
 LABEL2ID: dict[str, int] = {name: i for i, name in enumerate(LABELS)}
 ID2LABEL: dict[int, str] = dict(enumerate(LABELS))
 LABELS_FR: dict[str, str] = dict(zip(NLI_LABELS, NLI_LABELS_FR))
 
-# Hyperparamètres du tutoriel d'origine (profil full).
-SEED_HPARAMS = dict(learning_rate=2e-4, batch_size=32, num_epochs=10, weight_decay=0.01, patience=3,
-                    max_length=128, lora_r=8, lora_alpha=32, lora_dropout=0.1)
+# Hyperparamètres du tutoriel d'origine (profil full) : 32 paires par GPU sur deux GPU, soit des lots
+# effectifs de 64, reproduits sur un seul GPU par 2 × 32 avec accumulation des gradients.
+SEED_HPARAMS = dict(learning_rate=2e-4, batch_size=64, accumulation=2, num_epochs=10, weight_decay=0.01,
+                    patience=3, max_length=128, lora_r=8, lora_alpha=32, lora_dropout=0.1)
 
 
-# --------------------------------------------------------------------------
 # Données
-# --------------------------------------------------------------------------
 def standardize(frame):
     """DataFrame NLI quelconque → colonnes ``premise``, ``hypothesis``, ``label`` (nom anglais de la classe).
 
@@ -87,9 +88,7 @@ def make_dataset(frame, tokenizer, max_length: int = 128):
     return datasets.Dataset.from_dict(data)
 
 
-# --------------------------------------------------------------------------
 # Architectures publiées (poids aléatoires, aucun téléchargement)
-# --------------------------------------------------------------------------
 def published_config(name: str, num_labels: int = 3):
     """Configuration publiée de ``camembert-base`` (RoBERTa) ou ``camemberta-base`` (DeBERTa-v2).
 
@@ -120,9 +119,7 @@ def published_config(name: str, num_labels: int = 3):
     raise ValueError(f"Modèle inconnu : {name!r}. Modèles acceptés : 'camembert-base', 'camemberta-base'.")
 
 
-# --------------------------------------------------------------------------
 # LoRA
-# --------------------------------------------------------------------------
 _GROUPS = (  # (motif dans le nom du paramètre, bloc) : le premier motif trouvé l'emporte
     ("lora_", "LoRA"),
     ("word_embeddings", "plongements des mots"),
@@ -223,9 +220,7 @@ def load_modules(model: nn.Module, directory) -> list[str]:
     return sorted(state)
 
 
-# --------------------------------------------------------------------------
 # Entraînement
-# --------------------------------------------------------------------------
 def compute_metrics(eval_pred) -> dict[str, float]:
     """Pour le ``Trainer`` : exactitude, F1 macro, F1 pondéré à partir des logits."""
     logits, labels = eval_pred
@@ -244,9 +239,11 @@ def training_arguments(output_dir, *, num_epochs: float = 10, eval_steps: int | 
     Précision mixte : celle d':func:`atelier.runtime.config.compute_dtype` (sur GPU, bf16
     si la carte le calcule, sinon fp16 comme le tutoriel ; sur CPU, bf16
     seulement si le processeur le calcule nativement, sinon float32).
-    ``accumulation`` : chaque lot de ``batch_size`` paires est calculé en
-    ``accumulation`` morceaux dont on additionne les gradients (même
-    optimisation, moins de mémoire) ; ``batch_size`` doit en être un multiple.
+    ``batch_size`` est le lot **effectif** d'un pas d'optimisation :
+    chaque lot est calculé en ``accumulation`` morceaux dont on additionne les
+    gradients (même optimisation, moins de mémoire), et réparti sur les GPU
+    visibles s'il y en a plusieurs (``batch_size = morceau × accumulation ×
+    GPU``) ; il doit en être un multiple.
     """
     from transformers import TrainingArguments
 
@@ -259,9 +256,13 @@ def training_arguments(output_dir, *, num_epochs: float = 10, eval_steps: int | 
 
     precision = config.precision_name()
     strategy = "epoch" if eval_steps is None else "steps"
-    return TrainingArguments(
+    devices = max(1, torch.cuda.device_count())
+    if batch_size % (accumulation * devices):
+        raise ValueError(f"batch_size ({batch_size}) doit être un multiple de accumulation × GPU "
+                         f"({accumulation} × {devices}).")
+    args = TrainingArguments(
         output_dir=str(output_dir), learning_rate=learning_rate,
-        per_device_train_batch_size=batch_size // accumulation, gradient_accumulation_steps=accumulation,
+        per_device_train_batch_size=batch_size // (accumulation * devices), gradient_accumulation_steps=accumulation,
         per_device_eval_batch_size=64,
         num_train_epochs=num_epochs, weight_decay=weight_decay,
         eval_strategy=strategy, save_strategy=strategy, eval_steps=eval_steps, save_steps=eval_steps,
@@ -271,6 +272,8 @@ def training_arguments(output_dir, *, num_epochs: float = 10, eval_steps: int | 
         train_sampling_strategy="group_by_length" if group_by_length else "random",
         use_cpu=not torch.cuda.is_available(), fp16=precision == "fp16", bf16=precision == "bf16",
     )
+    assert args.train_batch_size * accumulation == batch_size, "lot effectif différent de batch_size"
+    return args
 
 
 def make_trainer(model, tokenizer, train_dataset, eval_dataset, args, patience: int = 3):
@@ -303,9 +306,7 @@ def history(log_history: list[dict]):
     return train, evals
 
 
-# --------------------------------------------------------------------------
 # Prédiction
-# --------------------------------------------------------------------------
 @torch.no_grad()
 def predict_proba(model, tokenizer, premises: Sequence[str], hypotheses: Sequence[str],
                   max_length: int = 128, batch_size: int = 64, progress: bool = False) -> np.ndarray:
@@ -337,3 +338,56 @@ def predict_proba(model, tokenizer, premises: Sequence[str], hypotheses: Sequenc
         out[idx] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
     model.train(was_training)
     return out
+
+
+@torch.no_grad()
+def pooled_features(model, tokenizer, premises: Sequence[str], hypotheses: Sequence[str],
+                    max_length: int = 128, batch_size: int = 64) -> np.ndarray:
+    """Moyenne des vecteurs de sortie des vrais jetons de chaque paire (tokenisée ensemble), encodeur gelé : (N, C).
+
+    ``model`` : un encodeur nu (``AutoModel``) ou un classifieur (on lit ``base_model``) ; pour une sonde linéaire.
+    """
+    if isinstance(premises, str) or isinstance(hypotheses, str):
+        raise TypeError("premises et hypotheses doivent être des listes de chaînes (utilisez [texte] pour une paire).")
+    premises, hypotheses = list(premises), list(hypotheses)
+    if len(premises) != len(hypotheses) or not premises:
+        raise ValueError(f"Il faut autant de prémisses que d'hypothèses, et au moins une ({len(premises)} / {len(hypotheses)}).")
+    encoder = getattr(model, "base_model", model)
+    was_training = encoder.training
+    encoder.eval()
+    enc = tokenizer(premises, hypotheses, truncation=True, max_length=max_length)
+    order = np.argsort([len(x) for x in enc["input_ids"]], kind="stable")
+    device = next(encoder.parameters()).device
+    out = None
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        feats = tokenizer.pad([{k: enc[k][i] for k in enc} for i in idx], return_tensors="pt")
+        feats = {k: v.to(device) for k, v in feats.items()}
+        hidden = encoder(**feats).last_hidden_state.float()  # (b, T, C)
+        mask = feats["attention_mask"].unsqueeze(-1).float()  # (b, T, 1)
+        pooled = (hidden * mask).sum(1) / mask.sum(1)  # (b, C)
+        if out is None:
+            out = np.zeros((len(premises), pooled.size(-1)), dtype=np.float32)
+        out[idx] = pooled.cpu().numpy()
+    encoder.train(was_training)
+    return out
+
+
+def scores_with_intervals(y_true, y_pred, n_resamples: int = 1000, seed: int = 0) -> dict:
+    """Exactitude et F1 macro, chacun avec son intervalle bootstrap à 95 % (paires rééchantillonnées).
+
+    Renvoie ``{"accuracy": Interval, "f1_macro": Interval}`` ; F1 macro sur les trois classes (absente : 0).
+    """
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    if y_true.shape != y_pred.shape or y_true.ndim != 1:
+        raise ValueError(f"y_true et y_pred doivent être deux séquences de même longueur, formes {y_true.shape} et {y_pred.shape}.")
+    k = len(LABELS)
+
+    def f1_macro(t, p):  # matrice de confusion par bincount : rapide dans la boucle du bootstrap
+        cm = np.bincount(t * k + p, minlength=k * k).reshape(k, k)
+        tp, support, predicted = np.diag(cm), cm.sum(1), cm.sum(0)
+        return float(np.mean(np.where(support + predicted > 0, 2 * tp / np.maximum(support + predicted, 1), 0.0)))
+
+    return {"accuracy": bootstrap_interval(lambda t, p: float(np.mean(t == p)), y_true, y_pred,
+                                           n_resamples=n_resamples, seed=seed),
+            "f1_macro": bootstrap_interval(f1_macro, y_true, y_pred, n_resamples=n_resamples, seed=seed)}

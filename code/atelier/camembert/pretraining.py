@@ -15,7 +15,10 @@ compare les courbes de perte de validation du modèle de langue masqué (MLM).
 * :func:`encoder_configs` — les deux configurations jumelles ;
 * :func:`masked_batches` — lots masqués (15 %) tirés une fois pour toutes ;
 * :func:`pretrain` — boucle d'entraînement, perte de validation régulière ;
-* :func:`unigram_loss` — le palier d'un prédicteur qui ignore le contexte.
+* :func:`unigram_loss` — le palier d'un prédicteur qui ignore le contexte ;
+* :func:`mlm_loss` (avec ``offset``) — perte de validation, positions décalées au besoin ;
+* :func:`tokens_to_floor` — jetons vus avant de passer sous ce palier ;
+* :func:`article_probe` — sonde linguistique : retrouver l'article masqué.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import time
 import torch
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+ARTICLES = ("le", "la", "les", "un", "une", "des", "du")  # articles de la sonde linguistique
 
 
 def train_tokenizer(text: str, vocab_size: int = 4000):
@@ -79,7 +83,8 @@ def make_blocks(tokenizer, text: str, seq_len: int = 64) -> torch.Tensor:
 
 
 def encoder_configs(vocab_size: int, *, seq_len: int = 64, hidden: int = 128, layers: int = 4, heads: int = 4,
-                    intermediate: int = 512, position_buckets: int = 32, pad_token_id: int = 0) -> dict:
+                    intermediate: int = 512, position_buckets: int = 32, pad_token_id: int = 0,
+                    max_positions: int | None = None) -> dict:
     """Deux configurations jumelles ``{"RoBERTa": …, "DeBERTa-v2": …}`` (MLM).
 
     Mêmes largeur, profondeur, têtes, FFN, vocabulaire, dropout. RoBERTa :
@@ -88,15 +93,25 @@ def encoder_configs(vocab_size: int, *, seq_len: int = 64, hidden: int = 128, la
     partagées, seaux logarithmiques, table de positions normalisée ; la
     convolution de DeBERTa-v2 est désactivée pour que seule la gestion des
     positions diffère.
+
+    ``max_positions`` (``seq_len`` par défaut) : taille de la table de
+    positions absolues de RoBERTa, plus grande que ``seq_len`` pour évaluer
+    sur des blocs plus longs ou décalés (ses lignes au-delà de ``seq_len``
+    ne sont jamais entraînées). Les seaux de DeBERTa-v2 restent réglés sur
+    ``seq_len`` ; au-delà, les distances partagent le seau extrême.
     """
     from transformers import DebertaV2Config, RobertaConfig
+
+    max_positions = seq_len if max_positions is None else max_positions
+    if not isinstance(max_positions, int) or max_positions < seq_len:
+        raise ValueError(f"max_positions doit être un entier ≥ seq_len ({seq_len}), reçu {max_positions!r}.")
 
     common = dict(vocab_size=vocab_size, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
                   intermediate_size=intermediate, hidden_act="gelu", hidden_dropout_prob=0.1,
                   attention_probs_dropout_prob=0.1, initializer_range=0.02, pad_token_id=pad_token_id)
-    roberta = RobertaConfig(max_position_embeddings=seq_len + pad_token_id + 1, type_vocab_size=1,
+    roberta = RobertaConfig(max_position_embeddings=max_positions + pad_token_id + 1, type_vocab_size=1,
                             layer_norm_eps=1e-7, bos_token_id=None, eos_token_id=None, **common)
-    deberta = DebertaV2Config(max_position_embeddings=seq_len, type_vocab_size=0, layer_norm_eps=1e-7,
+    deberta = DebertaV2Config(max_position_embeddings=max_positions, type_vocab_size=0, layer_norm_eps=1e-7,
                               relative_attention=True, position_buckets=position_buckets,
                               max_relative_positions=seq_len, norm_rel_ebd="layer_norm", share_att_key=True,
                               pos_att_type="p2c|c2p", position_biased_input=False, conv_kernel_size=0,
@@ -151,18 +166,77 @@ def unigram_loss(train_blocks: torch.Tensor, batches: list[dict[str, torch.Tenso
     return float(-logp[labels].mean())
 
 
+def position_ids(model, batch_size: int, length: int, offset: int = 0) -> torch.Tensor:
+    """Positions absolues (B, T) que le modèle utiliserait, décalées de ``offset``.
+
+    RoBERTa numérote à partir de ``pad_token_id + 1`` ; DeBERTa-v2 (sans
+    position absolue en entrée) reçoit ces indices et les ignore.
+    """
+    if not isinstance(offset, int) or offset < 0:
+        raise ValueError(f"offset doit être un entier ≥ 0, reçu {offset!r}.")
+    start = model.config.pad_token_id + 1 if model.config.model_type in ("roberta", "camembert") else 0
+    return (torch.arange(length) + start + offset).expand(batch_size, length)  # (B, T)
+
+
 @torch.no_grad()
-def mlm_loss(model, batches: list[dict[str, torch.Tensor]]) -> float:
-    """Perte MLM moyenne (par jeton masqué) sur des lots fixes, en mode évaluation."""
+def mlm_loss(model, batches: list[dict[str, torch.Tensor]], offset: int = 0) -> float:
+    """Perte MLM moyenne (par jeton masqué) sur des lots fixes, en mode évaluation.
+
+    ``offset`` : décale toutes les positions absolues (test de décalage) ; le
+    texte et les masques ne changent pas.
+    """
     was = model.training
     model.eval()
     total, count = 0.0, 0
     for b in batches:
         n = int((b["labels"] != -100).sum())
-        total += float(model(**b).loss) * n
+        extra = {"position_ids": position_ids(model, *b["input_ids"].shape, offset)} if offset else {}
+        total += float(model(**b, **extra).loss) * n
         count += n
     model.train(was)
     return total / max(count, 1)
+
+
+def tokens_to_floor(history: list[dict], floor: float) -> int | None:
+    """Jetons d'entraînement vus à la première évaluation sous ``floor`` (``None`` si jamais)."""
+    below = [r["tokens"] for r in history if r["val_loss"] < floor]
+    return int(below[0]) if below else None
+
+
+def article_ids(tokenizer, words=ARTICLES) -> list[int]:
+    """Identifiants des articles ``words`` comme mots entiers (``▁le``…) ; erreur si l'un manque."""
+    ids = [tokenizer.convert_tokens_to_ids("▁" + w) for w in words]
+    missing = [w for w, i in zip(words, ids) if i in (None, tokenizer.unk_token_id)]
+    if missing:
+        raise ValueError(f"Articles absents du vocabulaire comme mots entiers : {missing}.")
+    return ids
+
+
+@torch.no_grad()
+def article_probe(model, blocks: torch.Tensor, tokenizer, words=ARTICLES, batch_size: int = 64):
+    """Sonde linguistique : chaque article de ``blocks`` est masqué, le modèle choisit parmi ``words``.
+
+    Tous les articles d'un bloc sont masqués ensemble (le reste du texte est
+    visible) ; la prédiction est l'article de plus forte probabilité.
+    Renvoie ``(vrais, prédits)``, deux tableaux d'indices dans ``words``.
+    """
+    ids = torch.tensor(article_ids(tokenizer, words))
+    was = model.training
+    model.eval()
+    truth, pred = [], []
+    for start in range(0, blocks.size(0), batch_size):
+        x = blocks[start:start + batch_size].clone()  # (B, T)
+        where = torch.isin(x, ids)  # (B, T) : positions des articles
+        if not where.any():
+            continue
+        truth.append((x[where][:, None] == ids[None, :]).float().argmax(1))
+        x[where] = tokenizer.mask_token_id
+        logits = model(input_ids=x, attention_mask=torch.ones_like(x)).logits  # (B, T, V)
+        pred.append(logits[where][:, ids].argmax(1))
+    model.train(was)
+    if not truth:
+        raise ValueError("Aucun article dans les blocs : impossible de sonder.")
+    return torch.cat(truth).numpy(), torch.cat(pred).numpy()
 
 
 def pretrain(model, train_batches, val_batches, *, lr: float = 1e-3, warmup: int = 20, eval_every: int = 20,
