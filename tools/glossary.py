@@ -73,7 +73,7 @@ def link(text: str, terms: list[str]) -> tuple[str, list[str]]:
                               and not _skipped_line(text, offset + m.start())), None)
                     if m:
                         a, b = offset + m.start(), offset + m.end()
-                        shown = text[a:b]
+                        shown = " ".join(text[a:b].split())  # un rôle sur une seule ligne
                         role = f"{{term}}`{shown}`" if shown.lower() == term.lower() else f"{{term}}`{shown} <{term}>`"
                         out_text = text[:a] + role + text[b:]
                         break
