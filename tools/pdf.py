@@ -138,6 +138,7 @@ def _latex_config(commit: str) -> dict:
             "extraclassoptions": "openany,oneside",
         },
         "latex_show_urls": "footnote",
+        "latex_use_xindy": False,  # makeindex (TeX Live de base) : xindy n'est pas dans les paquets installés
         # Page de titre : la date devient l'édition (commit) et la licence.
         "today": f"Édition PDF du commit {commit} — textes CC BY 4.0, code MIT",
         # jupyterBook.cls demande bbm (texlive-fonts-extra, 1,4 Go) pour \mathbbm : un substitut sur amssymb.
