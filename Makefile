@@ -72,9 +72,9 @@ browser:
 	  { echo "$(CHROMIUM) ne démarre pas : réinstallez le paquet Debian « chromium »." >&2; exit 1; }
 
 # XeLaTeX de TeX Live (Debian) pour l'édition PDF ; rien n'est téléchargé au moment du build.
-TEX_PACKAGES := texlive-xetex texlive-lang-french texlive-latex-extra texlive-fonts-recommended latexmk fonts-dejavu lmodern
+TEX_PACKAGES := texlive-xetex texlive-lang-french texlive-latex-extra texlive-fonts-recommended latexmk fonts-dejavu fonts-droid-fallback lmodern
 texlive:
-	@command -v xelatex >/dev/null && command -v latexmk >/dev/null || { \
+	@command -v xelatex >/dev/null && command -v latexmk >/dev/null && fc-list | grep -q "Droid Sans Fallback" || { \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(TEX_PACKAGES) >/dev/null; \

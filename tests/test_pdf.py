@@ -35,7 +35,7 @@ def _outline_titles(outline) -> list[str]:
 
 
 def test_pdf_has_every_chapter_in_its_outline(reader):
-    titles = " | ".join(_outline_titles(reader.outline))
+    titles = " | ".join(_outline_titles(reader.outline)).replace("\u2019", "'")  # LaTeX : apostrophe typographique
     toc = yaml.safe_load((config.REPO_ROOT / "_toc.yml").read_text("utf-8"))
     for entry in toc["chapters"]:
         md = config.REPO_ROOT / f"{entry['file']}.md"

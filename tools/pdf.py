@@ -133,7 +133,16 @@ def _latex_config(commit: str) -> dict:
                        r"\setmonofont[Scale=0.85]{DejaVu Sans Mono}",
             "polyglossia": r"\usepackage{polyglossia}\setmainlanguage{french}",
             "babel": "",
-            "preamble": r"\usepackage{booktabs}",
+            # Caractères hors des polices DejaVu : idéogrammes (Droid Sans Fallback, via ucharclasses) et ⏎.
+            "preamble": "\n".join([
+                r"\usepackage{booktabs}",
+                r"\PassOptionsToPackage{CJK}{ucharclasses}",
+                r"\newfontfamily\atelierCJK{Droid Sans Fallback}",
+                r"\newfontfamily\atelierSymboles{DejaVu Sans}",
+                r"\usepackage{newunicodechar}",
+                r"\newunicodechar{⏎}{{\atelierSymboles ⏎}}",
+                r"\AtBeginDocument{\setTransitionsForCJK{\begingroup\atelierCJK}{\endgroup}}",
+            ]),
             "sphinxsetup": "verbatimwrapslines=true, verbatimforcewraps=true",
             "extraclassoptions": "openany,oneside",
         },
