@@ -25,6 +25,7 @@ from sphinx.application import Sphinx
 from sphinx.errors import ExtensionError
 
 from atelier.runtime import config
+from atelier.runtime.fmt import nombre
 from tools import build
 
 MATHJAX_DIR = config.REPO_ROOT / "node_modules" / "mathjax" / "es5"
@@ -230,7 +231,7 @@ def _on_doctree_resolved(app: Sphinx, doctree, docname: str) -> None:
         headers = ["Chapitre", "Durée (s)", "Pic mémoire (Mio)", "Profil", "Calcul", "Modèles", "Date", "Commit"]
         rows = [
             [
-                r["chapter"], f"{r['seconds']:.0f}", f"{r['peak_rss_mb']:.0f}", r["profile"],
+                r["chapter"], nombre(r["seconds"]), nombre(r["peak_rss_mb"]), r["profile"],
                 f"{r.get('precision', '—')} ({r.get('threads', '?')} fils)",
                 ", ".join(r["models"].values()) or "—", r["date"], r["commit"],
             ]
@@ -245,7 +246,7 @@ def _on_doctree_resolved(app: Sphinx, doctree, docname: str) -> None:
         ]
         hw = runs[0]["hardware"]
         section.append(nodes.paragraph(
-            text=f"Matériel : {hw['cores']} cœurs ({hw['cpu']}), {hw['ram_gb']} Gio de RAM, "
+            text=f"Matériel : {hw['cores']} cœurs ({hw['cpu']}), {nombre(hw['ram_gb'], 1)} Gio de RAM, "
                  f"GPU : {hw['gpu'] or 'aucun'} ; Python {runs[0]['python']}."
         ))
         section.append(nodes.paragraph(

@@ -18,6 +18,8 @@ désentrelacée » (``book/03_camembert.md``).
 
 from __future__ import annotations
 
+import os
+
 from collections.abc import Sequence
 
 import numpy as np
@@ -268,7 +270,9 @@ def training_arguments(output_dir, *, num_epochs: float = 10, eval_steps: int | 
         eval_strategy=strategy, save_strategy=strategy, eval_steps=eval_steps, save_steps=eval_steps,
         load_best_model_at_end=True, metric_for_best_model="f1_macro", greater_is_better=True,
         save_total_limit=2, save_only_model=True, logging_steps=logging_steps, seed=seed, data_seed=seed,
-        report_to="none", dataloader_num_workers=0, disable_tqdm=False,
+        report_to="none", dataloader_num_workers=0,
+        # la progression (barre tqdm ou tableau du notebook) sert à qui exécute ; un build (TQDM_DISABLE=1) n'en garde rien
+        disable_tqdm=os.environ.get("TQDM_DISABLE", "") not in ("", "0"),
         train_sampling_strategy="group_by_length" if group_by_length else "random",
         use_cpu=not torch.cuda.is_available(), fp16=precision == "fp16", bf16=precision == "bf16",
     )
@@ -291,6 +295,12 @@ def make_trainer(model, tokenizer, train_dataset, eval_dataset, args, patience: 
     # accumulés : la perte d'entraînement journalisée serait multipliée par
     # ``gradient_accumulation_steps``.
     trainer.model_accepts_loss_kwargs = False
+    if args.disable_tqdm:
+        # Sans barre, le ``Trainer`` imprime chaque journal (``{'loss': '1.0986', …}``) : l'historique reste
+        # dans ``trainer.state.log_history``, la page n'en montre que les courbes.
+        from transformers.trainer_callback import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)
     return trainer
 
 

@@ -21,6 +21,7 @@ from importlib import metadata
 from pathlib import Path
 
 from atelier.runtime import config, display
+from atelier.runtime.fmt import duree, nombre
 from atelier.runtime.measure import peak_rss_mb
 
 # Bibliothèques dont le tampon donne la version.
@@ -183,16 +184,16 @@ class Chapter:
         (runs / f"{self.slug}.json").write_text(json.dumps(rec, ensure_ascii=False, indent=1), encoding="utf-8")
         hw = rec["hardware"]
         gpu = hw["gpu"] or "aucun"
-        models_txt = ", ".join(f"{k} = {v}" for k, v in rec["models"].items()) or "aucun"
+        models_txt = ", ".join(dict.fromkeys(rec["models"].values())) or "aucun"   # noms affichés, pas les rôles
         data_txt = ", ".join(rec["data"]) or "aucune"
         libs = ", ".join(f"{k} {v}" for k, v in rec["versions"].items())
         print(
             f"Page exécutée le {rec['date']} (commit {rec['commit']}), profil « {rec['profile']} », graine {rec['seed']}, "
             f"calcul en {rec['precision']} sur {rec['threads']} fils.\n"
             f"Modèles : {models_txt}.\nDonnées : {data_txt}.\n"
-            f"Matériel : {hw['cores']} cœurs ({hw['cpu']}), {hw['ram_gb']} Gio de RAM, GPU : {gpu}.\n"
+            f"Matériel : {hw['cores']} cœurs ({hw['cpu']}), {nombre(hw['ram_gb'], 1)} Gio de RAM, GPU : {gpu}.\n"
             f"Python {rec['python']} ; {libs}.\n"
-            f"Durée d'exécution : {rec['seconds']} s ; pic de mémoire du noyau : {rec['peak_rss_mb']:.0f} Mio."
+            f"Durée d'exécution : {duree(rec['seconds'])} ; pic de mémoire du noyau : {nombre(rec['peak_rss_mb'])} Mio."
         )
 
 

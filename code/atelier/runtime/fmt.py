@@ -32,6 +32,7 @@ LOCALE = "fr_FR"
 MISSING = "—"  # ce qu'affiche une valeur manquante (NaN, None)
 NNBSP = "\u202f"  # espace fine insécable : milliers, avant « % »
 NBSP = "\u00a0"  # espace insécable : entre un nombre et son unité
+MINUS = "\u2212"  # signe moins typographique : « −3,1 % »
 
 
 def _real(name: str, x):
@@ -50,9 +51,13 @@ def nombre(x, decimals: int = 0) -> str:
     if value is None:
         return MISSING
     if math.isinf(value):
-        return "∞" if value > 0 else "-∞"
+        return "∞" if value > 0 else MINUS + "∞"
     pattern = "#,##0" + ("." + "0" * decimals if decimals else "")
-    return format_decimal(value, format=pattern, locale=LOCALE).replace("\u00a0", NNBSP)
+    text = format_decimal(value, format=pattern, locale=LOCALE).replace("\u00a0", NNBSP)
+    if text.startswith("-"):
+        # Signe moins typographique (U+2212) ; un nombre arrondi à zéro n'a pas de signe (« 0 », pas « −0 »).
+        text = text[1:] if not text.strip("-0,") else MINUS + text[1:]
+    return text
 
 
 def pourcent(x, decimals: int = 1) -> str:
