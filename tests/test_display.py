@@ -46,14 +46,15 @@ def test_install_sets_plotly_separators():
 
 
 @pytest.mark.parametrize("text", ["exactitude 0.809", "24.3% des paires", "24%", "1,234,567 jetons", "perte nan",
-                                  "une learning rate faible"])
+                                  "une learning rate faible", "écart -13,0 points", "Python 3.11 mais 0.5 s"])
 def test_output_checker_flags_english_numbers(text):
     assert outputs.check_text(text, "t"), text
 
 
 @pytest.mark.parametrize("text", ["exactitude 0,809", "24,3\u202f% des paires", "torch 2.13.0", "lr = 1e-05",
                                   "Dropout(p=0.1)", "atelier v0.1", "1\u202f234\u202f567 jetons", "gemma-3-270m",
-                                  "valeur — manquante", "NaNa"])
+                                  "valeur — manquante", "NaNa", "écart \u221213,0 points", "CC BY-SA 4.0",
+                                  "Apache-2.0", "Python 3.11", "du 2026-12-02"])
 def test_output_checker_accepts_french_and_code_like_text(text):
     assert outputs.check_text(text, "t") == [], text
 

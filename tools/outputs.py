@@ -9,6 +9,7 @@ pages HTML construites) et y signale :
 - un pourcentage collé (« 24.3% », « 12% ») ;
 - des milliers séparés par des virgules (« 1,234,567 ») ;
 - « nan » affiché au lieu d'une valeur manquante (« — ») ;
+- un nombre négatif écrit avec un trait d'union (« -3,1 » au lieu de « −3,1 ») ;
 - les traductions à éviter du glossaire (mêmes règles que la prose).
 
 Ne sont pas signalés : les numéros de version (« 2.13.0 »), l'écriture
@@ -44,7 +45,11 @@ _RULES: tuple[tuple[str, re.Pattern], ...] = (
     ("milliers séparés par des virgules (écrire « 1 234 567 », via fmt.nombre)",
      re.compile(r"(?<![\w.,])\d{1,3}(?:,\d{3}){2,}(?![\d,])")),
     ("« nan » affiché (une valeur manquante s'écrit « — »)", re.compile(r"(?<![\w-])nan(?![\w-])", re.IGNORECASE)),
+    ("trait d'union pour un nombre négatif (écrire le signe moins « − », via fmt.nombre)",
+     re.compile(r"(?<![\w.,/:=+\-])-\d+,\d+")),
 )
+# Un numéro de licence ou de version n'est pas un nombre décimal : « CC BY-SA 4.0 », « Apache-2.0 », « Python 3.11 ».
+_VERSION_BEFORE = re.compile(r"(?:CC[ -]BY(?:-[A-Z]{2})*|Apache-|GPL-|Python|version|CUDA|v) ?$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -63,7 +68,7 @@ def check_text(text: str, where: str) -> list[OutputIssue]:
     for message, pattern in _RULES:
         for m in pattern.finditer(text):
             before = text[max(0, m.start() - 1): m.start()]
-            if message.startswith("nombre") and before in ("v", "V"):
+            if message.startswith("nombre") and _VERSION_BEFORE.search(text[max(0, m.start() - 12): m.start()]):
                 continue
             issues.append(OutputIssue(where, m.group(), message))
     for rule in TERM_RULES:
