@@ -86,7 +86,9 @@ notebooks: venv
 
 book: venv web assets
 	$(PY) -m tools.build check-pairs
+	$(PY) -m tools.typography check book/*.md
 	$(JB)
+	$(PY) -m tools.outputs _build/html
 	@echo "Livre écrit dans _build/html/index.html"
 
 # Le PDF reprend le cache d'exécution du site (make book d'abord : sans ré-exécution s'il est chaud),
@@ -118,6 +120,7 @@ test: venv web assets browser texlive
 	rm -rf $(NBMAKE_DIR) && mkdir -p $(NBMAKE_DIR)
 	cp book/[0-9][0-9]_*.ipynb $(NBMAKE_DIR)/
 	$(BIN)/pytest $(NBMAKE_DIR) --nbmake --nbmake-timeout=1800 --overwrite
+	$(PY) -m tools.outputs $(NBMAKE_DIR)
 	$(PY) -m tools.build import-executed $(NBMAKE_DIR)
 	$(JB)
 	$(PY) -m tools.pdf

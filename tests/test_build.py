@@ -1,6 +1,7 @@
 """tools.build : empreinte du code des chapitres, invalidation et import du cache."""
 
 import shutil
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -132,3 +133,13 @@ def test_changed_submodule_marks_exactly_its_chapters_stale(tmp_path, monkeypatc
     # Un module que personne n'importe ne périme rien ; le socle (runtime) périme tout.
     assert stale_after("embeddings/serve.py") == []
     assert stale_after("runtime/measure.py") == [f"book/{md.stem}" for md in sorted(book_dir.glob("*.md"))]
+
+
+def test_builds_fail_on_english_numbers_in_outputs():
+    """make book et make test lisent les sorties exécutées (tools.outputs) : une faute fait échouer le build."""
+    makefile = (Path(__file__).resolve().parents[1] / "Makefile").read_text("utf-8")
+    book = makefile.split("\nbook:", 1)[1].split("\n\n", 1)[0]
+    test = makefile.split("\ntest:", 1)[1].split("\n\n", 1)[0]
+    assert "tools.outputs _build/html" in book and "tools.typography check" in book
+    assert "tools.outputs $(NBMAKE_DIR)" in test
+    assert test.index("tools.outputs") < test.index("import-executed")
