@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from atelier.assets.data_catalog import NLI_LABELS, NLI_LABELS_FR
+from atelier.embeddings.pooling import mean_pool
 from atelier.labels import encode_labels
 from atelier.metrics import bootstrap_interval, classification_scores
 
@@ -373,9 +374,8 @@ def pooled_features(model, tokenizer, premises: Sequence[str], hypotheses: Seque
         idx = order[start:start + batch_size]
         feats = tokenizer.pad([{k: enc[k][i] for k in enc} for i in idx], return_tensors="pt")
         feats = {k: v.to(device) for k, v in feats.items()}
-        hidden = encoder(**feats).last_hidden_state.float()  # (b, T, C)
-        mask = feats["attention_mask"].unsqueeze(-1).float()  # (b, T, 1)
-        pooled = (hidden * mask).sum(1) / mask.sum(1)  # (b, C)
+        hidden = encoder(**feats).last_hidden_state  # (b, T, C)
+        pooled = mean_pool(hidden, feats["attention_mask"]).float()  # (b, C) : la moyenne du chapitre 02
         if out is None:
             out = np.zeros((len(premises), pooled.size(-1)), dtype=np.float32)
         out[idx] = pooled.cpu().numpy()
