@@ -40,11 +40,12 @@ def _required_context_window(model):
 
 def check_window_params(n_tokens, length, stride, first) -> None:
     """Vérifie les réglages de :func:`sliding_windows` : entiers, ``first`` dans {0, 1}, ``length > first``
-    (au moins un jeton évalué par fenêtre) et ``1 ≤ stride ≤ length`` (aucun jeton sauté)."""
+    (au moins un jeton évalué par fenêtre) et ``1 ≤ stride ≤ length`` quand il y a plusieurs fenêtres (aucun jeton sauté)."""
     check_int("n_tokens", n_tokens, min=0)
     first = check_int("first", first, min=0, max=1)
     length = check_int("length", length, min=first + 1)
-    check_int("stride", stride, min=1, max=length)
+    # Plusieurs fenêtres : un pas plus long que la fenêtre sauterait des jetons ; une seule : le pas est libre.
+    check_int("stride", stride, min=1, max=length if n_tokens > length else None)
 
 
 def split_bos(model, input_ids, max_length, stride, bos_id=None):
@@ -53,7 +54,7 @@ def split_bos(model, input_ids, max_length, stride, bos_id=None):
 
     ``input_ids`` : tenseur d'entiers ``(1, N)``, avec ``N ≥ 2`` ; ``max_length`` : entier ≥ 2 (≥ 3 avec
     ``<bos>``), au plus la fenêtre de contexte du modèle ; ``stride`` : entier entre 1 et les jetons du texte
-    par fenêtre (``max_length``, moins 1 avec ``<bos>``).
+    par fenêtre (``max_length``, moins 1 avec ``<bos>``) quand le texte ne tient pas dans une fenêtre.
     """
     if not isinstance(input_ids, torch.Tensor):
         raise TypeError(f"input_ids doit être un tenseur d'entiers (1, N), reçu {type(input_ids).__name__}.")
@@ -66,7 +67,8 @@ def split_bos(model, input_ids, max_length, stride, bos_id=None):
     p = 0 if bos_id is None else 1
     window = context_window(model)
     max_length = check_int("max_length", max_length, min=2 + p, max=window)  # au plus la fenêtre du modèle
-    check_int("stride", stride, min=1, max=max_length - p)  # au plus les jetons du texte par fenêtre : aucun n'est sauté
+    several = input_ids.shape[1] > max_length  # plusieurs fenêtres : le pas ne doit sauter aucun jeton
+    check_int("stride", stride, min=1, max=max_length - p if several else None)
     ids = input_ids[0]  # (N,)
     if bos_id is None:
         return ids[:0], ids

@@ -77,8 +77,8 @@ def probe_accuracy(x: np.ndarray, y, *, folds: int = 5, C: float = 10.0, seed: i
     if not np.isfinite(x).all() or not np.linalg.norm(x, axis=1).all():
         raise ValueError("x contient des valeurs non finies (NaN, inf) ou des lignes nulles.")
     classes, counts = np.unique(y, return_counts=True)
-    if len(classes) < 2 or counts.min() < folds:
-        raise ValueError(f"y doit compter au moins deux classes, chacune avec au moins folds={folds} exemples ; "
+    if len(classes) < 2 or counts.max() < folds:  # comme StratifiedKFold : une classe au moins remplit les plis
+        raise ValueError(f"y doit compter au moins deux classes, dont une avec au moins folds={folds} exemples ; "
                          f"reçu {dict(zip(classes.tolist(), counts.tolist()))}.")
     x = x / np.linalg.norm(x, axis=1, keepdims=True)
     cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
