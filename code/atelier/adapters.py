@@ -35,6 +35,8 @@ def check_rank_alpha(r, alpha, dropout) -> tuple[int, float, float]:
 
 def linear_layer_names(model: nn.Module) -> list[str]:
     """Noms courts (dernier composant) des couches ``nn.Linear`` du modèle (NF4 compris), triés."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model doit être un torch.nn.Module, reçu {type(model).__name__}.")
     return sorted({name.rsplit(".", 1)[-1] for name, mod in model.named_modules() if isinstance(mod, nn.Linear)})
 
 

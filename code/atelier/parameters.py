@@ -48,6 +48,8 @@ def parameter_counts(model: nn.Module) -> tuple[int, int]:
 
 def count_parameters(module: nn.Module, trainable_only: bool = True) -> int:
     """Nombre de paramètres (entraînables seulement, par défaut) d'un module PyTorch."""
+    if not isinstance(trainable_only, bool):
+        raise TypeError(f"trainable_only doit être un booléen (True ou False), reçu {type(trainable_only).__name__}.")
     trainable, total = parameter_counts(module)
     return trainable if trainable_only else total
 

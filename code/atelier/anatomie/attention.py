@@ -23,27 +23,58 @@ import math
 
 import torch
 
+from atelier.runtime.checks import check_float, check_int
+
 SUPPORTED_MODEL_TYPES = ("gpt2", "gemma3_text", "llama")
 
 
-def check_attention_inputs(q, k, v, scale=None):
-    """Vérifie ``q``, ``k``, ``v`` (tenseurs ``(..., T, D)`` compatibles) ; renvoie l'échelle (``1/√D`` par défaut)."""
+def _shape(t) -> tuple:
+    return tuple(t.shape)
+
+
+def check_attention_inputs(q, k, v, scale=None, mask=None):
+    """Vérifie ``q``, ``k``, ``v`` (tenseurs flottants ``(..., T, D)`` de même type, formes compatibles)
+    et ``mask`` ; renvoie l'échelle (``1/√D`` par défaut).
+
+    Seuls les types et les formes sont vérifiés (pas les valeurs) : la vérification ne coûte rien.
+    """
     for name, t in (("q", q), ("k", k), ("v", v)):
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"{name} doit être un torch.Tensor, reçu {type(t).__name__}.")
+        if not t.is_floating_point():
+            raise TypeError(f"{name} doit être un tenseur flottant (float32, bfloat16…), reçu le type {t.dtype}.")
         if t.dim() < 2:
-            raise ValueError(f"{name} doit avoir au moins 2 dimensions (..., T, D), reçu la forme {tuple(t.shape)}.")
+            raise ValueError(f"{name} doit avoir au moins 2 dimensions (..., T, D), reçu la forme {_shape(t)}.")
+    if not q.dtype == k.dtype == v.dtype:
+        raise TypeError(f"q, k et v doivent avoir le même type, reçu {q.dtype}, {k.dtype} et {v.dtype}.")
     if q.shape[-1] != k.shape[-1]:
         raise ValueError(
-            f"q et k doivent avoir la même dimension de tête (dernier axe) : {q.shape[-1]} ≠ {k.shape[-1]}."
+            f"q et k doivent avoir la même dimension de tête (dernier axe) : {q.shape[-1]} ≠ {k.shape[-1]}."
         )
     if k.shape[-2] != v.shape[-2]:
-        raise ValueError(f"k et v doivent avoir le même nombre de positions : {k.shape[-2]} ≠ {v.shape[-2]}.")
+        raise ValueError(f"k et v doivent avoir le même nombre de positions : {k.shape[-2]} ≠ {v.shape[-2]}.")
+    try:
+        batch = torch.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])  # (lot, têtes…)
+    except RuntimeError:
+        raise ValueError(
+            f"Les axes de tête (lot, têtes…) de q, k et v sont incompatibles : {_shape(q)}, {_shape(k)} et "
+            f"{_shape(v)} (chaque axe doit être égal ou valoir 1 ; en attention groupée, répétez k et v avec repeat_kv)."
+        ) from None
+    if mask is not None:
+        if not isinstance(mask, torch.Tensor):
+            raise TypeError(f"mask doit être None ou un torch.Tensor, reçu {type(mask).__name__}.")
+        if mask.dtype != torch.bool and not mask.is_floating_point():
+            raise TypeError(f"mask doit être booléen ou flottant, reçu le type {mask.dtype}.")
+        scores = (*batch, q.shape[-2], k.shape[-2])
+        try:
+            ok = torch.broadcast_shapes(mask.shape, scores) == scores
+        except RuntimeError:
+            ok = False
+        if not ok:
+            raise ValueError(f"mask de forme {_shape(mask)} ne se diffuse pas vers les scores (..., T_q, T_k) = {scores}.")
     if scale is None:
-        scale = 1.0 / math.sqrt(q.shape[-1])
-    elif not isinstance(scale, (int, float)) or isinstance(scale, bool) or scale <= 0:
-        raise ValueError(f"scale doit être un nombre strictement positif, reçu {scale!r}.")
-    return scale
+        return 1.0 / math.sqrt(q.shape[-1])
+    return check_float("scale", scale, min=0, min_open=True)
 
 
 def scaled_dot_product_attention(q, k, v, mask=None, *, scale=None):
@@ -61,17 +92,12 @@ def scaled_dot_product_attention(q, k, v, mask=None, *, scale=None):
     (chaque ligne somme à 1). Le softmax est calculé au moins en float32,
     comme dans transformers. Une ligne entièrement masquée donne des ``nan``.
     """
-    scale = check_attention_inputs(q, k, v, scale)  # formes compatibles ; 1/√D par défaut
+    scale = check_attention_inputs(q, k, v, scale, mask)  # types et formes ; 1/√D par défaut
     scores = torch.matmul(q, k.transpose(-2, -1)) * scale  # (..., T_q, T_k)
-    if mask is not None:
-        if not isinstance(mask, torch.Tensor):
-            raise TypeError(f"mask doit être None ou un torch.Tensor, reçu {type(mask).__name__}.")
-        if mask.dtype == torch.bool:
-            scores = scores.masked_fill(~mask, float("-inf"))
-        elif mask.is_floating_point():
-            scores = scores + mask
-        else:
-            raise TypeError(f"mask doit être booléen ou flottant, reçu le type {mask.dtype}.")
+    if mask is not None and mask.dtype == torch.bool:  # True = position autorisée
+        scores = scores.masked_fill(~mask, float("-inf"))
+    elif mask is not None:  # masque additif : 0 ou -inf
+        scores = scores + mask
     # Softmax au moins en float32 (comme transformers), puis retour au type de q.
     softmax_dtype = torch.float64 if q.dtype == torch.float64 else torch.float32
     weights = torch.softmax(scores, dim=-1, dtype=softmax_dtype).to(q.dtype)  # (..., T_q, T_k)
@@ -101,13 +127,20 @@ def repeat_kv(x, n_rep):
     return torch.repeat_interleave(x, n_rep, dim=1)
 
 
+def check_rotary_params(length, head_dim, theta) -> None:
+    """Vérifie les réglages de RoPE : ``length`` entier ≥ 1, ``head_dim`` entier pair ≥ 2, ``theta`` réel fini > 0."""
+    check_int("length", length, min=1)
+    if check_int("head_dim", head_dim, min=2) % 2:
+        raise ValueError(f"RoPE exige une dimension de tête paire (head_dim) ; reçu {head_dim}.")
+    check_float("theta", theta, min=0, min_open=True)
+
+
 def rotary_cos_sin(length, head_dim, theta, *, dtype=torch.float32):
     """Cosinus et sinus de RoPE pour les positions ``0…T-1`` : deux tenseurs ``(T, D)``.
 
     La paire de dimensions ``(d, d + D/2)`` tourne à la fréquence ``θ^(-2d/D)``.
     """
-    if head_dim % 2:
-        raise ValueError(f"RoPE exige une dimension de tête paire, reçu {head_dim}.")
+    check_rotary_params(length, head_dim, theta)  # T ≥ 1, D pair ≥ 2, θ > 0 (sinon un message en français)
     inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))  # (D/2,)
     angles = torch.arange(length, dtype=torch.float32)[:, None] * inv_freq[None, :]  # (T, D/2)
     angles = torch.cat([angles, angles], dim=-1)  # (T, D)
@@ -169,11 +202,13 @@ def layer_queries_keys(model, input_ids, layer):
     ``q`` ``(B, H, T, D)``, ``k`` ``(B, H_kv, T, D)`` et les arguments nommés
     ``scale``, ``rope_theta`` et ``sliding_window`` de :func:`attention_weights`.
     """
-    if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2:
+    if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2 or input_ids.shape[1] == 0:
         raise ValueError("input_ids doit être un tenseur d'entiers de forme (B, T), sans remplissage.")
+    if input_ids.is_floating_point() or input_ids.dtype == torch.bool:
+        raise TypeError(f"input_ids doit contenir des entiers (identifiants de jetons), reçu le type {input_ids.dtype}.")
     layers, model_type = _decoder_layers(model)
     n_layers = len(layers)
-    if not isinstance(layer, int) or not -n_layers <= layer < n_layers:
+    if isinstance(layer, bool) or not isinstance(layer, int) or not -n_layers <= layer < n_layers:
         raise ValueError(f"layer doit être un entier entre 0 et {n_layers - 1}, reçu {layer!r}.")
     layer = layer % n_layers
     x, attn = _attention_input(model, input_ids, layer)  # x : (B, T, C)

@@ -67,16 +67,38 @@ def top_p_filter(scores, p, min_tokens_to_keep=1):
     return scores.masked_fill(remove, float("-inf"))
 
 
+def check_logits(logits) -> None:
+    """Vérifie des logits du prochain jeton : tenseur flottant ``(V,)`` ou ``(B, V)``, ni NaN ni ``+inf``,
+    et au moins un jeton possible (logit ``> -inf``) par ligne ; ``-inf`` marque un jeton déjà retiré."""
+    if not isinstance(logits, torch.Tensor) or not logits.is_floating_point():
+        kind = f"un tenseur {logits.dtype}" if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise TypeError(f"logits doit être un torch.Tensor flottant de forme (V,) ou (B, V) ; reçu {kind}.")
+    if logits.dim() not in (1, 2) or logits.shape[-1] == 0:
+        raise ValueError(f"logits doit avoir la forme (V,) ou (B, V) avec V ≥ 1, reçu {tuple(logits.shape)}.")
+    if torch.isnan(logits).any() or torch.isposinf(logits).any():
+        raise ValueError("logits contient des NaN ou des +inf : aucune probabilité n'en sort (seul -inf est "
+                         "accepté, pour un jeton retiré). Vérifiez le modèle ou la précision de calcul.")
+    if torch.isneginf(logits).all(dim=-1).any():
+        raise ValueError("logits : une ligne ne vaut que -inf, aucun jeton n'y reste possible.")
+
+
 def check_previous_ids(previous_ids, B, V, device):
     """``previous_ids`` en tenseur ``(B, T)`` d'identifiants valides (une suite 1-D vaut pour chaque ligne)."""
     if previous_ids is None:
         raise ValueError("repetition_penalty ≠ 1 exige previous_ids (les jetons déjà présents).")
-    prev = torch.as_tensor(previous_ids, dtype=torch.long, device=device)
+    try:
+        prev = torch.as_tensor(previous_ids, device=device)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(f"previous_ids doit être un tenseur ou une liste d'entiers, reçu {type(previous_ids).__name__}.") from None
+    if prev.is_floating_point() or prev.is_complex() or prev.dtype == torch.bool:
+        raise TypeError(f"previous_ids doit contenir des identifiants entiers, reçu le type {prev.dtype}.")
+    prev = prev.long()
     prev = prev.expand(B, -1) if prev.dim() == 1 else prev  # (B, T)
     if prev.dim() != 2 or prev.shape[0] != B:
         raise ValueError(f"previous_ids doit avoir la forme (T,) ou ({B}, T), reçu {tuple(prev.shape)}.")
     if prev.numel() and (prev.min() < 0 or prev.max() >= V):
-        raise ValueError(f"previous_ids contient des identifiants hors du vocabulaire [0, {V - 1}].")
+        raise ValueError(f"previous_ids contient des identifiants hors du vocabulaire [0, {V - 1}] ; "
+                         f"reçu de {prev.min().item()} à {prev.max().item()}.")
     return prev
 
 
@@ -99,10 +121,7 @@ def filter_logits(
 
     Renvoie un nouveau tenseur de même forme, les jetons retirés valant ``-inf``.
     """
-    if not isinstance(logits, torch.Tensor) or not logits.is_floating_point():
-        raise TypeError("logits doit être un torch.Tensor flottant de forme (V,) ou (B, V).")
-    if logits.dim() not in (1, 2) or logits.shape[-1] == 0:
-        raise ValueError(f"logits doit avoir la forme (V,) ou (B, V) avec V ≥ 1, reçu {tuple(logits.shape)}.")
+    check_logits(logits)  # tenseur flottant (V,) ou (B, V), sans NaN ni +inf, au moins un jeton possible par ligne
     temperature, top_k, top_p, repetition_penalty, min_tokens_to_keep = check_sampling_params(
         temperature, top_k, top_p, repetition_penalty, min_tokens_to_keep)
     squeeze = logits.dim() == 1

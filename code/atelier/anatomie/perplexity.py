@@ -38,12 +38,52 @@ def _required_context_window(model):
     raise ValueError("Impossible de lire la fenêtre de contexte du modèle (n_positions ou max_position_embeddings).")
 
 
+def check_window_params(n_tokens, length, stride, first) -> None:
+    """Vérifie les réglages de :func:`sliding_windows` : entiers, ``first`` dans {0, 1}, ``length > first``
+    (au moins un jeton évalué par fenêtre) et ``1 ≤ stride ≤ length`` quand il y a plusieurs fenêtres (aucun jeton sauté)."""
+    check_int("n_tokens", n_tokens, min=0)
+    first = check_int("first", first, min=0, max=1)
+    length = check_int("length", length, min=first + 1)
+    # Plusieurs fenêtres : un pas plus long que la fenêtre sauterait des jetons ; une seule : le pas est libre.
+    check_int("stride", stride, min=1, max=length if n_tokens > length else None)
+
+
+def split_bos(model, input_ids, max_length, stride, bos_id=None):
+    """Vérifie les entrées de :func:`token_nll` et renvoie ``(préfixe, identifiants du texte)`` :
+    le préfixe est ``<bos>`` (un jeton) si ``bos_id`` est donné, vide sinon.
+
+    ``input_ids`` : tenseur d'entiers ``(1, N)``, avec ``N ≥ 2`` ; ``max_length`` : entier ≥ 2 (≥ 3 avec
+    ``<bos>``), au plus la fenêtre de contexte du modèle ; ``stride`` : entier entre 1 et les jetons du texte
+    par fenêtre (``max_length``, moins 1 avec ``<bos>``) quand le texte ne tient pas dans une fenêtre.
+    """
+    if not isinstance(input_ids, torch.Tensor):
+        raise TypeError(f"input_ids doit être un tenseur d'entiers (1, N), reçu {type(input_ids).__name__}.")
+    if input_ids.is_floating_point() or input_ids.is_complex() or input_ids.dtype == torch.bool:
+        raise TypeError(f"input_ids doit contenir des identifiants entiers, reçu le type {input_ids.dtype}.")
+    if input_ids.dim() != 2 or input_ids.shape[0] != 1 or input_ids.shape[1] < 2:
+        raise ValueError(f"input_ids doit avoir la forme (1, N) avec N ≥ 2 jetons, reçu {tuple(input_ids.shape)}.")
+    if bos_id is not None:
+        bos_id = check_int("bos_id", bos_id, min=0)
+    p = 0 if bos_id is None else 1
+    window = context_window(model)
+    max_length = check_int("max_length", max_length, min=2 + p, max=window)  # au plus la fenêtre du modèle
+    several = input_ids.shape[1] > max_length  # plusieurs fenêtres : le pas ne doit sauter aucun jeton
+    check_int("stride", stride, min=1, max=max_length - p if several else None)
+    ids = input_ids[0]  # (N,)
+    if bos_id is None:
+        return ids[:0], ids
+    if ids[0].item() != bos_id:
+        raise ValueError(f"bos_id={bos_id} est donné mais input_ids commence par le jeton {ids[0].item()}.")
+    return ids[:1], ids[1:]
+
+
 def sliding_windows(n_tokens, length, stride, first):
     """Fenêtres ``(début, fin, premier jeton évalué)`` de la méthode glissante.
 
     ``first`` : indice du premier jeton prédictible de la première fenêtre
     (1 sans préfixe : le jeton 0 n'a pas de contexte ; 0 avec un ``<bos>`` ajouté).
     """
+    check_window_params(n_tokens, length, stride, first)  # entiers ; 1 ≤ stride ≤ length ; un jeton évalué par fenêtre
     windows, prev_end = [], 0
     for begin in range(0, n_tokens, stride):
         end = min(begin + length, n_tokens)
@@ -75,12 +115,7 @@ def token_nll(model, input_ids, *, max_length, stride, bos_id=None):
     ce jeton), chaque fenêtre commence par ``<bos>`` suivi de
     ``max_length - 1`` jetons du texte, comme le modèle l'a vu à l'entraînement.
     """
-    ids = input_ids[0]  # (N,)
-    prefix = ids[:0]
-    if bos_id is not None:
-        if ids[0].item() != bos_id:
-            raise ValueError("bos_id est donné mais input_ids ne commence pas par ce jeton.")
-        prefix, ids = ids[:1], ids[1:]
+    prefix, ids = split_bos(model, input_ids, max_length, stride, bos_id)  # entrées vérifiées ; (<bos> ou rien, texte)
     p = prefix.shape[0]
     nlls = []
     for begin, end, first_target in sliding_windows(ids.shape[0], max_length - p, stride, first=1 - p):

@@ -21,6 +21,8 @@ from __future__ import annotations
 import re
 from collections import Counter
 
+from atelier.runtime.checks import check_int
+
 WORD_RE = re.compile(r"\w+", re.UNICODE)
 PRE_TOKEN_RE = re.compile(r"\w+|[^\w\s]+")  # le découpage de pre_tokenizers.Whitespace
 
@@ -87,6 +89,8 @@ def _is_byte_level(tokenizer) -> bool:
 
 def token_bytes(tokenizer, token_id: int) -> bytes:
     """Octets UTF-8 que représente un jeton (espace initiale comprise)."""
+    size = tokenizer.n_vocab if _is_tiktoken(tokenizer) else len(tokenizer)
+    token_id = check_int("token_id", token_id, min=0, max=size - 1)  # un identifiant du vocabulaire
     if _is_tiktoken(tokenizer):
         return tokenizer.decode_single_token_bytes(token_id)
     token = tokenizer.convert_ids_to_tokens(token_id)

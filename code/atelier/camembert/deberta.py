@@ -84,10 +84,34 @@ def relative_positions(query_size: int, key_size: int, bucket_size: int = -1, ma
     key_size = _check_int("key_size", key_size)
     if query_size < 1 or key_size < 1:
         raise ValueError(f"Les longueurs doivent être ≥ 1, reçu query_size={query_size}, key_size={key_size}.")
+    bucket_size, max_position = _check_int("bucket_size", bucket_size), _check_int("max_position", max_position)
     rel = torch.arange(query_size)[:, None] - torch.arange(key_size)[None, :]  # (Tq, Tk)
     if bucket_size > 0 and max_position > 0:
         rel = log_bucket_position(rel, bucket_size, max_position)
     return rel.long().unsqueeze(0)  # (1, Tq, Tk)
+
+
+def check_position_term(x, pos, idx, x_name: str, pos_name: str) -> None:
+    """Vérifie les entrées d'un terme de position : ``x`` (B, H, T, d) flottant, ``pos`` (H ou 1, 2k, d) de même
+    type et même ``d``, ``idx`` (T, T') d'entiers dans [0, 2k − 1] (une ligne par position de ``x``)."""
+    for name, value in ((x_name, x), (pos_name, pos), ("idx", idx)):
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(f"{name} doit être un torch.Tensor, reçu {type(value).__name__}.")
+    if x.dim() != 4 or pos.dim() != 3 or idx.dim() != 2:
+        raise ValueError(f"Formes attendues : {x_name} (B, H, T, d), {pos_name} (H, 2k, d), idx (Tq, Tk) ; reçu "
+                         f"{tuple(x.shape)}, {tuple(pos.shape)} et {tuple(idx.shape)}.")
+    if not x.is_floating_point() or x.dtype != pos.dtype:
+        raise TypeError(f"{x_name} et {pos_name} doivent être flottants et de même type, reçu {x.dtype} et {pos.dtype}.")
+    if x.shape[-1] != pos.shape[-1] or pos.shape[0] not in (1, x.shape[1]):
+        raise ValueError(f"{pos_name} {tuple(pos.shape)} ne correspond pas à {x_name} {tuple(x.shape)} : même dimension "
+                         f"de tête d (dernier axe) et H = {x.shape[1]} (ou 1) tables attendues.")
+    if idx.is_floating_point() or idx.dtype == torch.bool:
+        raise TypeError(f"idx doit contenir des indices entiers, reçu le type {idx.dtype}.")
+    if idx.shape[0] != x.shape[-2]:
+        raise ValueError(f"idx {tuple(idx.shape)} doit avoir une ligne par position de {x_name} ({x.shape[-2]}).")
+    if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= pos.shape[1]):
+        raise ValueError(f"idx doit rester dans [0, {pos.shape[1] - 1}] (lignes de {pos_name}) ; reçu de "
+                         f"{int(idx.min())} à {int(idx.max())}.")
 
 
 def c2p_term(q: torch.Tensor, pos_key: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
@@ -97,6 +121,7 @@ def c2p_term(q: torch.Tensor, pos_key: torch.Tensor, idx: torch.Tensor) -> torch
     position, une par ligne de la table ; ``idx`` (Tq, Tk) : ligne de la table
     à lire pour la paire (i, j), c'est-à-dire ``δ(i, j) + k``.
     """
+    check_position_term(q, pos_key, idx, "q", "pos_key")  # formes et indices compatibles, en français
     all_pos = q @ pos_key.transpose(-1, -2)  # (B, H, Tq, 2k) : q_i · k^r_r pour toutes les distances r
     return torch.gather(all_pos, -1, idx.expand(*all_pos.shape[:2], *idx.shape))  # (B, H, Tq, Tk)
 
@@ -107,6 +132,7 @@ def p2c_term(k: torch.Tensor, pos_query: torch.Tensor, idx: torch.Tensor) -> tor
     ``k`` (B, H, Tk, d) : clés de contenu ; ``pos_query`` (H, 2k, d) : requêtes
     de position ; ``idx`` (Tq, Tk) comme pour :func:`c2p_term`.
     """
+    check_position_term(k, pos_query, idx.transpose(0, 1), "k", "pos_query")  # idx vu depuis les clés
     all_pos = k @ pos_query.transpose(-1, -2)  # (B, H, Tk, 2k) : k_j · q^r_r
     # La ligne j se lit à l'indice idx[i, j] : on rassemble sur la table transposée (Tk, Tq).
     p2c = torch.gather(all_pos, -1, idx.transpose(0, 1).expand(*all_pos.shape[:2], idx.size(1), idx.size(0)))

@@ -30,6 +30,7 @@ from atelier.assets.data_catalog import NLI_LABELS, NLI_LABELS_FR
 from atelier.embeddings.pooling import mean_pool
 from atelier.labels import encode_labels
 from atelier.metrics import bootstrap_interval, classification_scores
+from atelier.runtime.checks import check_float, check_type
 
 LABELS: tuple[str, ...] = NLI_LABELS  # définies une fois, dans le catalogue des données
 LABEL2ID: dict[str, int] = {name: i for i, name in enumerate(LABELS)}
@@ -144,6 +145,7 @@ _GROUPS = (  # (motif dans le nom du paramètre, bloc) : le premier motif trouv�
 
 def parameter_groups(model: nn.Module) -> dict[str, int]:
     """Nombre de paramètres par bloc (plongements, attention, propagation avant, tête…)."""
+    check_type("model", model, nn.Module)
     out: dict[str, int] = {}
     for name, p in model.named_parameters():
         group = next((g for pattern, g in _GROUPS if pattern in name), "autres")
@@ -252,6 +254,8 @@ def training_arguments(output_dir, *, num_epochs: float = 10, eval_steps: int | 
 
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size doit être un entier ≥ 1, reçu {batch_size!r}.")
+    check_float("num_epochs", num_epochs, min=0, min_open=True)
+    check_float("learning_rate", learning_rate, min=0, min_open=True)
     if not isinstance(accumulation, int) or accumulation < 1 or batch_size % accumulation:
         raise ValueError(f"accumulation doit être un entier ≥ 1 qui divise batch_size ({batch_size}), reçu {accumulation!r}.")
 
@@ -392,6 +396,8 @@ def scores_with_intervals(y_true, y_pred, n_resamples: int = 1000, seed: int = 0
     if y_true.shape != y_pred.shape or y_true.ndim != 1:
         raise ValueError(f"y_true et y_pred doivent être deux séquences de même longueur, formes {y_true.shape} et {y_pred.shape}.")
     k = len(LABELS)
+    if y_true.dtype.kind not in "iu" or y_pred.dtype.kind not in "iu":
+        raise ValueError(f"y_true et y_pred doivent contenir des indices de classe entiers (0 à {k - 1}), sans NaN.")
 
     def f1_macro(t, p):  # matrice de confusion par bincount : rapide dans la boucle du bootstrap
         cm = np.bincount(t * k + p, minlength=k * k).reshape(k, k)

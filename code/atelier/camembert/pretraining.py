@@ -28,6 +28,8 @@ import time
 
 import torch
 
+from atelier.runtime.checks import check_float, check_int, check_type
+
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 ARTICLES = ("le", "la", "les", "un", "une", "des", "du")  # articles de la sonde linguistique
 
@@ -68,6 +70,10 @@ def make_blocks(tokenizer, text: str, seq_len: int = 64) -> torch.Tensor:
     """
     if not isinstance(seq_len, int) or seq_len < 8:
         raise ValueError(f"seq_len doit être un entier ≥ 8, reçu {seq_len!r}.")
+    check_type("text", text, str)
+    if not callable(tokenizer) or getattr(tokenizer, "cls_token_id", None) is None:
+        raise TypeError(f"tokenizer doit être un tokeniseur avec [CLS] et [SEP] (train_tokenizer), "
+                        f"reçu {type(tokenizer).__name__}.")
     paragraphs = [p for p in text.split("\n\n") if p.strip()] if "\n\n" in text else [text]
     ids: list[int] = []
     for enc in tokenizer(paragraphs, add_special_tokens=False)["input_ids"]:
@@ -102,6 +108,14 @@ def encoder_configs(vocab_size: int, *, seq_len: int = 64, hidden: int = 128, la
     """
     from transformers import DebertaV2Config, RobertaConfig
 
+    vocab_size = check_int("vocab_size", vocab_size, min=8)
+    seq_len, layers = check_int("seq_len", seq_len, min=2), check_int("layers", layers, min=1)
+    hidden, heads = check_int("hidden", hidden, min=1), check_int("heads", heads, min=1)
+    check_int("intermediate", intermediate, min=1)
+    if hidden % heads:
+        raise ValueError(f"hidden ({hidden}) doit être un multiple de heads ({heads}) : chaque tête a hidden / heads "
+                         "dimensions.")
+    check_int("pad_token_id", pad_token_id, min=0, max=vocab_size - 1)
     max_positions = seq_len if max_positions is None else max_positions
     if not isinstance(max_positions, int) or max_positions < seq_len:
         raise ValueError(f"max_positions doit être un entier ≥ seq_len ({seq_len}), reçu {max_positions!r}.")
@@ -136,8 +150,13 @@ def masked_batches(blocks: torch.Tensor, tokenizer, batch_size: int, seed: int,
     """
     from transformers import DataCollatorForLanguageModeling
 
+    if not isinstance(blocks, torch.Tensor) or blocks.is_floating_point() or blocks.dtype == torch.bool:
+        kind = f"un tenseur {blocks.dtype}" if isinstance(blocks, torch.Tensor) else type(blocks).__name__
+        raise TypeError(f"blocks doit être un tenseur d'identifiants entiers (N, T) (make_blocks) ; reçu {kind}.")
     if blocks.dim() != 2 or blocks.size(0) < 1:
         raise ValueError("blocks doit être un tenseur (N, T) non vide.")
+    seed = check_int("seed", seed, min=0)
+    check_float("mlm_probability", mlm_probability, min=0, max=1, min_open=True, max_open=True)
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size doit être un entier ≥ 1, reçu {batch_size!r}.")
     collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=mlm_probability, seed=seed)
@@ -157,6 +176,12 @@ def unigram_loss(train_blocks: torch.Tensor, batches: list[dict[str, torch.Tenso
     Entropie croisée moyenne, en nats, sur les jetons masqués de ``batches`` :
     le palier qu'un modèle MLM doit franchir pour montrer qu'il lit le contexte.
     """
+    vocab_size = check_int("vocab_size", vocab_size, min=1)
+    if not batches:
+        raise ValueError("batches est vide : donnez les lots de validation (masked_batches).")
+    if not isinstance(train_blocks, torch.Tensor) or train_blocks.is_floating_point() or (
+            train_blocks.numel() and int(train_blocks.max()) >= vocab_size):
+        raise ValueError(f"train_blocks doit être un tenseur d'identifiants entiers dans [0, {vocab_size - 1}].")
     counts = torch.bincount(train_blocks.reshape(-1), minlength=vocab_size).double() + 1.0
     logp = torch.log(counts / counts.sum())  # (V,)
     labels = torch.cat([b["labels"].reshape(-1) for b in batches])
@@ -199,6 +224,10 @@ def mlm_loss(model, batches: list[dict[str, torch.Tensor]], offset: int = 0) -> 
 
 def tokens_to_floor(history: list[dict], floor: float) -> int | None:
     """Jetons d'entraînement vus à la première évaluation sous ``floor`` (``None`` si jamais)."""
+    check_float("floor", floor)
+    if isinstance(history, (str, dict)) or not all(isinstance(r, dict) and {"tokens", "val_loss"} <= set(r)
+                                                  for r in history):
+        raise TypeError("history doit être la liste des évaluations de pretrain() ({'tokens', 'val_loss', …}).")
     below = [r["tokens"] for r in history if r["val_loss"] < floor]
     return int(below[0]) if below else None
 

@@ -204,6 +204,18 @@ def _encode_spacy(texts, nlp, batch_size, bar) -> np.ndarray:
     return np.stack(vecs)
 
 
+def _check_encode_options(batch_size, normalize, prefix, max_length) -> None:
+    """Options communes d'encode() et d'encode_poolings() ; erreurs en français."""
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValueError(f"batch_size doit être un entier strictement positif, reçu {batch_size!r}.")
+    if not isinstance(prefix, str):
+        raise TypeError(f"prefix doit être une chaîne, reçu {type(prefix).__name__}.")
+    if not isinstance(normalize, bool):
+        raise TypeError(f"normalize doit être un booléen (True ou False), reçu {type(normalize).__name__} ({normalize!r}).")
+    if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1:
+        raise ValueError(f"max_length doit être un entier ≥ 1 (jetons par texte), reçu {max_length!r}.")
+
+
 def encode(
     texts: Sequence[str],
     model,
@@ -235,12 +247,9 @@ def encode(
     (``show_progress`` force ou coupe l'affichage).
     """
     texts = check_texts_to_encode(texts)
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise ValueError(f"batch_size doit être un entier strictement positif, reçu {batch_size!r}.")
+    _check_encode_options(batch_size, normalize, prefix, max_length)
     if pooling not in POOLINGS:
         raise ValueError(f"pooling inconnu : {pooling!r}. Valeurs acceptées : {', '.join(POOLINGS)}.")
-    if not isinstance(prefix, str):
-        raise TypeError(f"prefix doit être une chaîne, reçu {type(prefix).__name__}.")
     if prefix:
         texts = [prefix + t for t in texts]
 
@@ -303,9 +312,8 @@ def encode_poolings(
     texts = check_texts_to_encode(texts)
     if not _is_hf_pair(model):
         raise TypeError("encode_poolings attend un couple (modèle Hugging Face, tokenizer).")
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise ValueError(f"batch_size doit être un entier strictement positif, reçu {batch_size!r}.")
-    poolings = tuple(poolings)
+    _check_encode_options(batch_size, normalize, prefix, max_length)
+    poolings = (poolings,) if isinstance(poolings, str) else tuple(poolings)
     bad = [p for p in poolings if p not in POOLINGS]
     if not poolings or bad:
         raise ValueError(f"poolings inconnus ou absents : {bad}. Valeurs acceptées : {', '.join(POOLINGS)}.")

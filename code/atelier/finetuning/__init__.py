@@ -45,6 +45,7 @@ from atelier.finetuning.budget import (
     DEFAULT_LR,
     FinetuneConfig,
     check_approach,
+    check_config,
     same_budget,
     setfit_pairs,
     training_passes,
@@ -59,8 +60,10 @@ from atelier.finetuning.classifiers import (
 from atelier.finetuning.encoders import (
     FeatureCache,
     autocast,
+    check_encoder,
     dir_size_mb,
     embed,
+    embeddings_of,
     is_checkpointing,
     load_encoder,
     pair_cosines,
@@ -72,9 +75,9 @@ from atelier.parameters import count_parameters
 from atelier.finetuning.training import contrastive_finetune, contrastive_pairs, length_grouped_batches, train_loop
 
 __all__ = [
-    "APPROACHES", "APPROACH_NAMES", "DEFAULT_LR", "FinetuneConfig", "check_approach", "same_budget", "setfit_pairs",
+    "APPROACHES", "APPROACH_NAMES", "DEFAULT_LR", "FinetuneConfig", "check_approach", "check_config", "same_budget", "setfit_pairs",
     "training_passes", "FrozenClassifier", "MeanPoolClassifier", "SetFitClassifier", "TorchClassifier",
-    "make_classifier", "FeatureCache", "autocast", "count_parameters", "dir_size_mb", "embed", "is_checkpointing",
+    "make_classifier", "FeatureCache", "autocast", "check_encoder", "embeddings_of", "count_parameters", "dir_size_mb", "embed", "is_checkpointing",
     "load_encoder", "pair_cosines", "release_memory", "set_checkpointing", "FinetuneResult", "run",
     "training_step_cost", "contrastive_finetune", "contrastive_pairs", "length_grouped_batches", "train_loop",
     "battery", "pair_auc", "probe_accuracy", "retrieval_top1", "sts_spearman",

@@ -18,7 +18,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from atelier.finetuning.encoders import pair_cosines
+from atelier.finetuning.encoders import embeddings_of, pair_cosines
+from atelier.runtime.checks import check_float
 from atelier.finetuning.fewshot import check_texts
 
 
@@ -35,6 +36,8 @@ def sts_spearman(encode_fn: Callable, texts_a, texts_b, scores) -> float:
 
     scores = np.asarray(scores, dtype=float)
     _same_length(texts_a=list(texts_a), texts_b=list(texts_b), scores=scores)
+    if scores.ndim != 1 or not np.isfinite(scores).all():
+        raise ValueError("scores doit être une suite de notes finies (une par paire), sans NaN.")
     return float(spearmanr(pair_cosines(encode_fn, texts_a, texts_b), scores).statistic)
 
 
@@ -53,7 +56,7 @@ def retrieval_top1(encode_fn: Callable, queries, targets) -> float:
     """Part des requêtes dont la cible alignée (même position) est la plus proche au cosinus."""
     queries, targets = check_texts(queries, name="queries"), check_texts(targets, name="targets")
     _same_length(queries=queries, targets=targets)
-    q, t = np.asarray(encode_fn(queries)), np.asarray(encode_fn(targets))
+    q, t = embeddings_of(encode_fn, queries), embeddings_of(encode_fn, targets)
     q = q / np.linalg.norm(q, axis=1, keepdims=True)
     t = t / np.linalg.norm(t, axis=1, keepdims=True)
     return float(((q @ t.T).argmax(axis=1) == np.arange(len(q))).mean())  # (N, N) -> (N,)
@@ -70,6 +73,13 @@ def probe_accuracy(x: np.ndarray, y, *, folds: int = 5, C: float = 10.0, seed: i
     _same_length(x=x, y=y)
     if not isinstance(folds, int) or folds < 2:
         raise ValueError(f"folds doit être un entier ≥ 2, reçu {folds!r}.")
+    check_float("C", C, min=0, min_open=True)
+    if not np.isfinite(x).all() or not np.linalg.norm(x, axis=1).all():
+        raise ValueError("x contient des valeurs non finies (NaN, inf) ou des lignes nulles.")
+    classes, counts = np.unique(y, return_counts=True)
+    if len(classes) < 2 or counts.max() < folds:  # comme StratifiedKFold : une classe au moins remplit les plis
+        raise ValueError(f"y doit compter au moins deux classes, dont une avec au moins folds={folds} exemples ; "
+                         f"reçu {dict(zip(classes.tolist(), counts.tolist()))}.")
     x = x / np.linalg.norm(x, axis=1, keepdims=True)
     cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     return float(cross_val_score(LogisticRegression(C=C, max_iter=3000), x, y, cv=cv).mean())
@@ -84,7 +94,10 @@ def battery(encode_fn: Callable, tasks: dict) -> dict[str, float]:
     if not isinstance(tasks, dict) or not tasks:
         raise ValueError("tasks doit être un dictionnaire non vide {nom: (mesure, arguments)}.")
     out = {}
-    for name, (measure, args) in tasks.items():
+    for name, task in tasks.items():
+        if not isinstance(task, (tuple, list)) or len(task) != 2:
+            raise ValueError(f"tasks[{name!r}] doit être un couple (mesure, arguments), reçu {task!r}"[:200] + ".")
+        measure, args = task
         if measure is probe_accuracy:
             texts, y = args
             out[name] = probe_accuracy(encode_fn(check_texts(texts)), y)

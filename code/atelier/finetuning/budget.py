@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
+from atelier.runtime.checks import check_float, check_int, check_type
+
 APPROACHES = ("frozen", "setfit", "lora", "full")
 APPROACH_NAMES = {
     "frozen": "Embeddings gelés + régression logistique",
@@ -48,24 +50,31 @@ class FinetuneConfig:
     probe_init: bool = True  # lora, full : tête initialisée par une régression logistique sur les embeddings gelés (LP-FT)
 
     def __post_init__(self):
+        check_type("prefix", self.prefix, str)
         for name in ("max_length", "batch_size", "epochs", "pair_iterations", "lora_r", "encode_batch_size"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} doit être un entier ≥ 1, reçu {value!r}.")
-        if not isinstance(self.freeze_layers, int) or self.freeze_layers < 0:
-            raise ValueError(f"freeze_layers doit être un entier ≥ 0, reçu {self.freeze_layers!r}.")
+        check_int("freeze_layers", self.freeze_layers, min=0)
+        for name in ("freeze_word_embeddings", "gradient_checkpointing", "normalize", "bf16", "probe_init"):
+            check_type(name, getattr(self, name), bool)
+        targets = self.lora_targets
+        if isinstance(targets, str) or not isinstance(targets, (tuple, list)) or not targets \
+                or not all(isinstance(t, str) and t for t in targets):
+            raise TypeError(f"lora_targets doit être un tuple non vide de noms de couches, par exemple "
+                            f"('query', 'value') ; reçu {targets!r}.")
+        object.__setattr__(self, "lora_targets", tuple(targets))  # une liste devient un tuple (classe figée)
         if self.max_pairs is not None and (not isinstance(self.max_pairs, int) or self.max_pairs < 2):
             raise ValueError(f"max_pairs doit être None ou un entier ≥ 2, reçu {self.max_pairs!r}.")
         if self.max_passes is not None and (not isinstance(self.max_passes, int) or isinstance(self.max_passes, bool)
                                             or self.max_passes < 4):
             raise ValueError(f"max_passes doit être None ou un entier ≥ 4, reçu {self.max_passes!r}.")
         for name in ("head_lr", "C", "lora_alpha"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} doit être strictement positif, reçu {getattr(self, name)!r}.")
-        if self.lr is not None and not self.lr > 0:
-            raise ValueError(f"lr doit être strictement positif ou None, reçu {self.lr!r}.")
-        if not 0 <= self.warmup_ratio < 1 or self.weight_decay < 0:
-            raise ValueError("warmup_ratio doit être dans [0, 1) et weight_decay ≥ 0.")
+            check_float(name, getattr(self, name), min=0, min_open=True)
+        if self.lr is not None:
+            check_float("lr (None ou un nombre)", self.lr, min=0, min_open=True)
+        check_float("warmup_ratio", self.warmup_ratio, min=0, max=1, max_open=True)
+        check_float("weight_decay", self.weight_decay, min=0)
 
     def lr_for(self, approach: str) -> float:
         return self.lr if self.lr is not None else DEFAULT_LR[approach]
@@ -79,9 +88,9 @@ def same_budget(config: FinetuneConfig, approach: str, n_train: int) -> Finetune
     ``frozen`` n'entraîne pas l'encodeur (configuration inchangée). Avec
     ``config.max_passes``, le budget est plafonné à ``max_passes`` phrases pour toutes.
     """
+    check_config(config)
     check_approach(approach)
-    if not isinstance(n_train, int) or n_train < 2:
-        raise ValueError(f"n_train doit être un entier ≥ 2, reçu {n_train!r}.")
+    n_train = check_int("n_train", n_train, min=2)
     if approach != "setfit":
         return config
     n_pairs = max(2, min(config.epochs * n_train, config.max_passes or config.epochs * n_train) // 2)
@@ -90,7 +99,9 @@ def same_budget(config: FinetuneConfig, approach: str, n_train: int) -> Finetune
 
 def training_passes(config: FinetuneConfig, approach: str, n_train: int) -> int:
     """Nombre de phrases passées (avant + arrière) dans l'encodeur pendant l'entraînement."""
+    check_config(config)
     check_approach(approach)
+    n_train = check_int("n_train", n_train, min=1)
     if approach == "frozen":
         return 0
     if approach == "setfit":
@@ -100,12 +111,22 @@ def training_passes(config: FinetuneConfig, approach: str, n_train: int) -> int:
 
 def setfit_pairs(config: FinetuneConfig, n_train: int) -> int:
     """Nombre de paires que SetFit entraîne (plafonds ``max_pairs`` et ``max_passes`` compris)."""
+    check_config(config)
+    n_train = check_int("n_train", n_train, min=1)
     n_pairs = 2 * n_train * config.pair_iterations
     if config.max_pairs is not None:
         n_pairs = min(n_pairs, config.max_pairs)
     if config.max_passes is not None:
         n_pairs = min(n_pairs, max(2, config.max_passes // (2 * config.epochs)))
     return n_pairs
+
+
+def check_config(config) -> FinetuneConfig:
+    """``config`` si c'est un :class:`FinetuneConfig`, sinon ``TypeError`` en français."""
+    if not isinstance(config, FinetuneConfig):
+        raise TypeError(f"config doit être un FinetuneConfig (par exemple FinetuneConfig(epochs=3)), "
+                        f"reçu {type(config).__name__}.")
+    return config
 
 
 def check_approach(approach: str) -> str:

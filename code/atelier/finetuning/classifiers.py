@@ -17,10 +17,11 @@ from torch import nn
 from atelier.adapters import add_lora
 from atelier.embeddings.pooling import mean_pool  # moyenne masquée du chapitre « Embeddings »
 from atelier.finetuning.budget import FinetuneConfig, check_approach, setfit_pairs
-from atelier.finetuning.encoders import FeatureCache, autocast, embed, set_checkpointing
+from atelier.finetuning.encoders import FeatureCache, autocast, check_encoder, embed, set_checkpointing
 from atelier.finetuning.fewshot import check_texts
 from atelier.finetuning.training import contrastive_finetune, contrastive_pairs, train_loop
 from atelier.parameters import count_parameters
+from atelier.runtime.checks import check_int
 
 class FrozenClassifier:
     """Embeddings de l'encodeur (partagé, jamais modifié) + régression logistique."""
@@ -242,10 +243,12 @@ def make_classifier(approach: str, encoder, n_classes: int, config: FinetuneConf
     ``cache`` (:class:`FeatureCache` de ``encoder``, mêmes réglages que ``config``)
     évite de réencoder les textes avec l'encodeur de base (``frozen``, tête de ``lora``/``full``).
     """
-    config = config or FinetuneConfig()
+    config = FinetuneConfig() if config is None else config
     if not isinstance(config, FinetuneConfig):
         raise TypeError(f"config doit être un FinetuneConfig, reçu {type(config).__name__}.")
     check_approach(approach)
+    check_encoder(encoder)
+    n_classes = check_int("n_classes", n_classes, min=2)
     if cache is not None:
         if not isinstance(cache, FeatureCache):
             raise TypeError(f"cache doit être un FeatureCache ou None, reçu {type(cache).__name__}.")

@@ -19,12 +19,22 @@ from torch import nn
 from atelier.embeddings.cache import EmbeddingCache
 from atelier.finetuning.budget import FinetuneConfig
 from atelier.finetuning.fewshot import check_texts
-from atelier.runtime.checks import check_int
+from atelier.runtime.checks import check_int, check_type
 from atelier.runtime.config import autocast as book_autocast
 from atelier.runtime.measure import disk_bytes
 
+def check_encoder(encoder):
+    """``encoder`` s'il a l'allure d'un SentenceTransformer (méthode ``encode`` et ``tokenizer``), sinon ``TypeError``."""
+    if not (callable(getattr(encoder, "encode", None)) and hasattr(encoder, "tokenizer")):
+        raise TypeError(f"encoder doit être un encodeur sentence-transformers (load_encoder(chemin)), "
+                        f"reçu {type(encoder).__name__}.")
+    return encoder
+
+
 def set_checkpointing(model: nn.Module, enabled: bool) -> None:
     """Active ou coupe le gradient checkpointing d'un modèle Hugging Face (API de transformers 5 ou 4)."""
+    if not callable(getattr(model, "gradient_checkpointing_enable", None)):
+        raise TypeError(f"model doit être un modèle Hugging Face (PreTrainedModel), reçu {type(model).__name__}.")
     if enabled:
         if hasattr(model, "activation_checkpointing_enable"):
             model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
@@ -71,6 +81,9 @@ def load_encoder(path: str | Path):
 
     hf_logging.disable_progress_bar()  # barres « Loading weights » / « Writing model shards »
 
+    check_type("path", path, (str, Path))
+    if not (Path(path) / "modules.json").is_file():
+        raise ValueError(f"path : dossier sentence-transformers introuvable (pas de modules.json) ; reçu {str(path)!r}.")
     st = SentenceTransformer(str(path), device="cpu")
     modules = [m for m in st if not isinstance(m, Normalize)]
     if len(modules) != 2 or not isinstance(modules[0], Transformer) or not isinstance(modules[1], Pooling):
@@ -97,7 +110,10 @@ def embed(encoder, texts, *, prefix: str = "", max_length: int = 64, normalize: 
           batch_size: int = 64, bf16: bool = False) -> np.ndarray:
     """Embeddings (N, H) d'une liste de textes avec un encodeur sentence-transformers."""
     texts = check_texts(texts)
-    encoder.max_seq_length = max_length
+    check_encoder(encoder)
+    check_type("prefix", prefix, str)
+    encoder.max_seq_length = check_int("max_length", max_length, min=1)
+    batch_size = check_int("batch_size", batch_size, min=1)
     encoder.eval()
     with autocast(bf16):
         out = encoder.encode([prefix + t for t in texts], batch_size=batch_size, normalize_embeddings=normalize,
@@ -118,6 +134,8 @@ class FeatureCache:
     def __init__(self, encoder, *, prefix: str = "", max_length: int = 64, bf16: bool = False, batch_size: int = 64):
         max_length = check_int("max_length", max_length, min=1)
         batch_size = check_int("batch_size", batch_size, min=1)
+        check_encoder(encoder)
+        check_type("prefix", prefix, str)
         self.encoder, self.prefix, self.max_length, self.bf16 = encoder, prefix, max_length, bool(bf16)
         self.batch_size = batch_size
         self._store = EmbeddingCache()  # le cache du livre (chapitre 02), en mémoire
@@ -148,12 +166,24 @@ class FeatureCache:
         return out / np.linalg.norm(out, axis=1, keepdims=True) if normalize else out
 
 
+def embeddings_of(encode_fn, texts: list[str]) -> np.ndarray:
+    """``encode_fn(texts)`` vérifié : une matrice ``(N, H)`` finie, sans ligne nulle (un cosinus y serait indéfini)."""
+    if not callable(encode_fn):
+        raise TypeError(f"encode_fn doit être une fonction textes -> embeddings (N, H), reçu {type(encode_fn).__name__}.")
+    x = np.asarray(encode_fn(texts), dtype=float)
+    if x.ndim != 2 or x.shape[0] != len(texts):
+        raise ValueError(f"encode_fn a renvoyé la forme {x.shape} pour {len(texts)} textes : attendu ({len(texts)}, H).")
+    if not np.isfinite(x).all() or not np.linalg.norm(x, axis=1).all():
+        raise ValueError("encode_fn a renvoyé des embeddings non finis (NaN, inf) ou nuls : le cosinus n'est pas défini.")
+    return x
+
+
 def pair_cosines(encode_fn, texts_a, texts_b) -> np.ndarray:
     """Cosinus entre les embeddings de paires de textes (``encode_fn`` : textes -> (N, H))."""
     texts_a, texts_b = check_texts(texts_a, name="texts_a"), check_texts(texts_b, name="texts_b")
     if len(texts_a) != len(texts_b):
         raise ValueError(f"texts_a ({len(texts_a)}) et texts_b ({len(texts_b)}) doivent avoir la même longueur.")
-    a, b = np.asarray(encode_fn(texts_a)), np.asarray(encode_fn(texts_b))
+    a, b = embeddings_of(encode_fn, texts_a), embeddings_of(encode_fn, texts_b)
     a = a / np.linalg.norm(a, axis=1, keepdims=True)
     b = b / np.linalg.norm(b, axis=1, keepdims=True)
     return (a * b).sum(axis=1)

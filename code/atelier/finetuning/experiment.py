@@ -17,6 +17,7 @@ from atelier.finetuning.encoders import FeatureCache, autocast, dir_size_mb, rel
 from atelier.finetuning.fewshot import check_texts
 from atelier.labels import check_label_names, encode_labels
 from atelier.metrics import classification_scores
+from atelier.runtime.checks import check_int, check_type
 from atelier.runtime.config import seed_everything
 from atelier.runtime.measure import measure
 
@@ -60,6 +61,10 @@ def run(approach: str, encoder, train_texts, train_labels, test_texts, test_labe
     y_train, y_test = encode_labels(train_labels, labels), encode_labels(test_labels, labels)
     if len(y_train) != len(train_texts) or len(y_test) != len(test_texts):
         raise ValueError("Il faut autant d'étiquettes que de textes (entraînement et test).")
+    if len(np.unique(y_train)) < 2:
+        raise ValueError(f"train_labels ne contient qu'une classe ({labels[int(y_train[0])]!r}) : il en faut au moins "
+                         "deux pour apprendre à les séparer.")
+    seed = check_int("seed", seed, min=0)
     clf = make_classifier(approach, encoder, len(labels), config, cache)
     release_memory()
     seed_everything(int(seed))
@@ -96,6 +101,9 @@ def training_step_cost(encoder, texts, *, n_classes: int, batch_size: int, seq_l
     simuler des documents plus longs. Sert à mesurer le gradient checkpointing.
     """
     texts = check_texts(texts)
+    n_classes, batch_size = check_int("n_classes", n_classes, min=2), check_int("batch_size", batch_size, min=1)
+    seq_len, steps = check_int("seq_len", seq_len, min=1), check_int("steps", steps, min=1)
+    check_type("gradient_checkpointing", gradient_checkpointing, bool)
     if len(texts) < batch_size:
         raise ValueError(f"Il faut au moins batch_size={batch_size} textes, reçu {len(texts)}.")
     cfg = replace(config or FinetuneConfig(), gradient_checkpointing=gradient_checkpointing, max_length=seq_len)

@@ -7,6 +7,19 @@ import torch
 
 from atelier.finetuning.encoders import autocast, set_checkpointing
 from atelier.finetuning.fewshot import check_texts
+from atelier.runtime.checks import check_float, check_int, check_type
+
+
+def _check_lengths(lengths, n_items: int | None = None) -> list[int]:
+    if isinstance(lengths, (str, bytes)):
+        raise TypeError("lengths doit être une liste d'entiers (jetons par exemple), pas une chaîne.")
+    lengths = [check_int("lengths (chaque longueur)", n, min=0) for n in lengths]
+    if not lengths:
+        raise ValueError("lengths est vide : il faut au moins un exemple.")
+    if n_items is not None and len(lengths) != n_items:
+        raise ValueError(f"lengths compte {len(lengths)} longueurs pour n_items={n_items} exemples : il en faut une par exemple.")
+    return lengths
+
 
 def length_grouped_batches(lengths, batch_size: int, generator: torch.Generator, group: int = 16) -> list[list[int]]:
     """Lots d'indices mélangés, mais de longueurs voisines.
@@ -22,7 +35,10 @@ def length_grouped_batches(lengths, batch_size: int, generator: torch.Generator,
     """
     from transformers.trainer_pt_utils import get_length_grouped_indices
 
-    order = get_length_grouped_indices(list(lengths), batch_size, mega_batch_mult=group, generator=generator)
+    lengths = _check_lengths(lengths)
+    batch_size, group = check_int("batch_size", batch_size, min=1), check_int("group", group, min=1)
+    check_type("generator", generator, torch.Generator)
+    order = get_length_grouped_indices(lengths, batch_size, mega_batch_mult=group, generator=generator)
     batches = [order[j:j + batch_size] for j in range(0, len(order), batch_size)]
     return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
 
@@ -39,6 +55,18 @@ def train_loop(compute_loss, param_groups, n_items: int, *, epochs: int, batch_s
     """
     from transformers import get_linear_schedule_with_warmup
 
+    if not callable(compute_loss):
+        raise TypeError(f"compute_loss doit être une fonction (indices -> perte), reçu {type(compute_loss).__name__}.")
+    n_items = check_int("n_items", n_items, min=1)
+    epochs, batch_size = check_int("epochs", epochs, min=1), check_int("batch_size", batch_size, min=1)
+    seed = check_int("seed", seed, min=0)
+    check_float("warmup_ratio", warmup_ratio, min=0, max=1, max_open=True)
+    check_float("weight_decay", weight_decay, min=0)
+    check_float("max_grad_norm", max_grad_norm, min=0, min_open=True)
+    if lengths is not None:
+        lengths = _check_lengths(lengths, n_items)
+    if max_items is not None:
+        max_items = check_int("max_items", max_items, min=1)
     params = [p for g in param_groups for p in g["params"]]
     gen = torch.Generator().manual_seed(seed)
     batches = []
@@ -93,6 +121,11 @@ def contrastive_finetune(encoder, texts_a, texts_b, targets, *, loss: str = "cos
 
     texts_a, texts_b = check_texts(texts_a, name="texts_a"), check_texts(texts_b, name="texts_b")
     targets = np.asarray(targets, dtype=np.float32)
+    if targets.ndim != 1 or not np.isfinite(targets).all():
+        raise ValueError("targets doit être une suite de nombres finis (une cible par paire), sans NaN.")
+    check_float("lr", lr, min=0, min_open=True)
+    max_length = check_int("max_length", max_length, min=1)
+    check_type("prefix", prefix, str)
     if not len(texts_a) == len(texts_b) == len(targets):
         raise ValueError(f"texts_a ({len(texts_a)}), texts_b ({len(texts_b)}) et targets ({len(targets)}) "
                          "doivent avoir la même longueur.")
@@ -142,7 +175,10 @@ def contrastive_pairs(y, *, iterations: int = 1, seed: int = 0, max_pairs: int |
     """Paires façon SetFit : pour chaque exemple, une paire même classe (cible 1) et une paire
     classe différente (cible 0), ``iterations`` fois. Renvoie (indices_a, indices_b, cibles)."""
     y = np.asarray(y)
-    rng = np.random.default_rng(seed)
+    iterations = check_int("iterations", iterations, min=1)
+    if max_pairs is not None:
+        max_pairs = check_int("max_pairs", max_pairs, min=2)
+    rng = np.random.default_rng(check_int("seed", seed, min=0))
     by_class = {c: np.flatnonzero(y == c) for c in np.unique(y)}
     if len(by_class) < 2:
         raise ValueError("Il faut au moins deux classes pour former des paires négatives.")

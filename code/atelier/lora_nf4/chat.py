@@ -3,11 +3,9 @@
 Utilisé par le chapitre « LoRA et NF4 : adapter un modèle de chat français »
 (``book/04_lora_nf4.md``) et par :mod:`atelier.lora_nf4.sft` :
 
-- :func:`load_dialogues` lit un fichier JSONL ``{"messages": [{"role",
-  "content"}, …]}`` et refuse toute conversation mal formée en nommant le
-  fichier et la ligne (aucune conversation n'est écartée en silence) ;
-- :func:`split_by_first_prompt` sépare entraînement et test sans qu'une même
-  première question se retrouve des deux côtés ;
+- :func:`load_dialogues`, :func:`validate_dialogues`, :func:`split_by_first_prompt`
+  et :func:`check_messages` viennent de :mod:`atelier.lora_nf4.dialogues` (lecture
+  et validation des dialogues) et sont réexportées ici ;
 - :func:`tokenize_conversation` applique le chat template et met l'étiquette
   -100 sur tout ce qui n'est pas une réponse de l'assistant : la perte ne porte
   que sur ce que le modèle doit apprendre à dire ;
@@ -17,15 +15,14 @@ Utilisé par le chapitre « LoRA et NF4 : adapter un modèle de chat français �
 
 from __future__ import annotations
 
-import json
-import random
+import os
 import threading
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 
 import torch
 
-from atelier.runtime.checks import check_float, check_int
+from atelier.lora_nf4.dialogues import ROLES, check_messages, load_dialogues, split_by_first_prompt, validate_dialogues
+from atelier.runtime.checks import check_float, check_int, check_type
 from atelier.runtime.cli import Parser
 
 __all__ = [
@@ -33,6 +30,7 @@ __all__ = [
     "load_dialogues",
     "validate_dialogues",
     "split_by_first_prompt",
+    "check_messages",
     "render",
     "tokenize_conversation",
     "stream_reply",
@@ -43,110 +41,7 @@ __all__ = [
     "main",
 ]
 
-ROLES = ("system", "user", "assistant")
 IGNORE_INDEX = -100  # étiquette ignorée par la perte d'entropie croisée
-
-
-# ----------------------------------------------------------------------------
-# Lecture et validation des dialogues
-# ----------------------------------------------------------------------------
-def _validate(conv, where: str) -> dict:
-    """Vérifie une conversation ; ``where`` dit d'où elle vient (fichier et ligne)."""
-    if not isinstance(conv, dict):
-        raise ValueError(f"{where} : un objet JSON {{\"messages\": [...]}} est attendu, reçu {type(conv).__name__}.")
-    messages = conv.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise ValueError(f"{where} : la clé « messages » doit être une liste non vide de messages.")
-    clean = []
-    for i, m in enumerate(messages, start=1):
-        if not isinstance(m, dict) or "role" not in m or "content" not in m:
-            raise ValueError(f"{where}, message {i} : chaque message doit être un objet avec « role » et « content ».")
-        role, content = m["role"], m["content"]
-        if role not in ROLES:
-            raise ValueError(f"{where}, message {i} : rôle inconnu {role!r} ; rôles acceptés : {', '.join(ROLES)}.")
-        if not isinstance(content, str) or not content.strip():
-            raise ValueError(f"{where}, message {i} : le contenu est vide (ou n'est pas du texte).")
-        if role == "system" and i != 1:
-            raise ValueError(f"{where}, message {i} : un message « system » n'est permis qu'en première position.")
-        clean.append({"role": role, "content": content})
-    turns = clean[1:] if clean[0]["role"] == "system" else clean
-    if not turns or turns[0]["role"] != "user":
-        raise ValueError(f"{where} : la conversation doit commencer par un message « user » (après un éventuel « system »).")
-    for i, m in enumerate(turns):
-        expected = "user" if i % 2 == 0 else "assistant"
-        if m["role"] != expected:
-            raise ValueError(
-                f"{where}, message {i + 1 + (len(clean) - len(turns))} : « {expected} » attendu, reçu « {m['role']} » "
-                "(les tours doivent alterner user / assistant)."
-            )
-    if turns[-1]["role"] != "assistant":
-        raise ValueError(f"{where} : la conversation doit se terminer par une réponse « assistant ».")
-    out = {"messages": clean}
-    if "id" in conv:
-        out = {"id": conv["id"], **out}
-    return out
-
-
-def load_dialogues(path) -> list[dict]:
-    """Lit et valide un fichier JSONL de conversations (une par ligne).
-
-    Chaque ligne : ``{"messages": [{"role": "user", "content": …},
-    {"role": "assistant", "content": …}, …]}`` (``id`` facultatif). Rôles
-    ``system`` (en tête seulement), ``user``, ``assistant`` ; tours alternés,
-    début par ``user``, fin par ``assistant``, contenus non vides. Les lignes
-    vides sont permises. Toute erreur lève ``ValueError`` avec le fichier et
-    le numéro de ligne.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"Fichier de dialogues introuvable : {path}.")
-    conversations = []
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            where = f"{path.name}, ligne {lineno}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{where} : JSON invalide ({exc.msg}, colonne {exc.colno}).") from None
-            conversations.append(_validate(record, where))
-    if not conversations:
-        raise ValueError(f"{path.name} : aucune conversation dans le fichier.")
-    return conversations
-
-
-def validate_dialogues(conversations: Sequence, source: str = "dialogues") -> list[dict]:
-    """Même validation que :func:`load_dialogues` pour une liste déjà en mémoire."""
-    if isinstance(conversations, (str, bytes)) or not isinstance(conversations, Sequence):
-        raise TypeError(f"Une liste de conversations est attendue, reçu {type(conversations).__name__}.")
-    if not conversations:
-        raise ValueError(f"{source} : la liste de conversations est vide.")
-    return [_validate(c, f"{source}, conversation {i}") for i, c in enumerate(conversations, start=1)]
-
-
-def _first_prompt(conv: dict) -> str:
-    first = next(m["content"] for m in conv["messages"] if m["role"] == "user")
-    return " ".join(first.split()).casefold()
-
-
-def split_by_first_prompt(conversations: Sequence[dict], test_fraction: float = 0.1, seed: int = 0):
-    """Sépare (entraînement, test) par première question : aucune fuite entre les deux.
-
-    Les conversations qui partagent la même première question (les branches
-    d'un même arbre OASST) vont toutes du même côté.
-    """
-    test_fraction = check_float("test_fraction", test_fraction, min=0, max=1, min_open=True, max_open=True)
-    seed = check_int("seed", seed, min=0)
-    prompts = sorted({_first_prompt(c) for c in conversations})
-    if len(prompts) < 2:
-        raise ValueError("Il faut au moins deux premières questions différentes pour séparer entraînement et test.")
-    random.Random(seed).shuffle(prompts)
-    n_test = max(1, round(test_fraction * len(prompts)))
-    test_prompts = set(prompts[:n_test])
-    train = [c for c in conversations if _first_prompt(c) not in test_prompts]
-    test = [c for c in conversations if _first_prompt(c) in test_prompts]
-    return train, test
 
 
 # ----------------------------------------------------------------------------
@@ -154,6 +49,7 @@ def split_by_first_prompt(conversations: Sequence[dict], test_fraction: float = 
 # ----------------------------------------------------------------------------
 def render(tokenizer, messages: Sequence[dict], add_generation_prompt: bool = False) -> str:
     """Le texte exact que voit le modèle (chat template du tokeniseur)."""
+    messages = check_messages(messages)
     if not getattr(tokenizer, "chat_template", None):
         raise ValueError("Ce tokeniseur n'a pas de chat template : il faut un modèle de conversation (instruct/chat).")
     return tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=add_generation_prompt)
@@ -278,14 +174,17 @@ def stream_reply(model, tokenizer, messages, temperature: float = 0.7, top_p: fl
 # Interface Gradio
 # ----------------------------------------------------------------------------
 def _content_text(content) -> str:
-    """Texte d'un message Gradio (chaîne, ou liste de blocs {"type": "text", "text": …})."""
+    """Texte d'un message Gradio (chaîne, ou liste de blocs {"type": "text", "text": …}) ; ``None`` : texte vide."""
+    if content is None:
+        return ""
     if isinstance(content, str):
         return content
     if isinstance(content, dict):
-        return str(content.get("text", ""))
+        return _content_text(content.get("text"))
     if isinstance(content, (list, tuple)):
         return "".join(_content_text(c) for c in content)
-    return str(content)
+    raise TypeError(f"Le contenu d'un message doit être du texte (chaîne, bloc {{'text': …}} ou liste de blocs) ; "
+                    f"reçu {type(content).__name__} ({content!r}).")
 
 
 def history_to_messages(history, message, system_prompt: str | None = None) -> list[dict]:
@@ -294,11 +193,16 @@ def history_to_messages(history, message, system_prompt: str | None = None) -> l
         raise ValueError(f"message doit contenir du texte ; reçu {message!r}.")
     if history is not None and not isinstance(history, list | tuple):
         raise TypeError(f"history doit être une liste de messages Gradio ; reçu {type(history).__name__}.")
+    if system_prompt is not None:
+        check_type("system_prompt", system_prompt, str)
     messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
-    for turn in history or []:
-        role = turn.get("role") if isinstance(turn, dict) else None
-        if role in ("user", "assistant"):
-            messages.append({"role": role, "content": _content_text(turn.get("content"))})
+    for i, turn in enumerate(history or [], start=1):
+        if not isinstance(turn, dict):  # l'ancien format « tuples » de Gradio ([question, réponse]) n'est pas lu
+            raise TypeError(f"history, tour {i} : un message {{'role': …, 'content': …}} (format « messages » de Gradio) "
+                            f"est attendu ; reçu {type(turn).__name__}.")
+        text = _content_text(turn.get("content"))
+        if turn.get("role") in ("user", "assistant") and text.strip():  # tour vide (en attente) : ignoré
+            messages.append({"role": turn["role"], "content": text})
     messages.append({"role": "user", "content": _content_text(message)})
     return messages
 
@@ -350,7 +254,12 @@ def load_model(model_path, adapter=None, *, four_bit: bool = False, double_quant
     device = "cuda" if torch.cuda.is_available() else "cpu"
     if compute_dtype is None:
         compute_dtype = config.compute_dtype(device)
-    tokenizer = AutoTokenizer.from_pretrained(str(model_path))
+    check_type("model_path", model_path, (str, os.PathLike))
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(model_path))
+    except OSError as exc:
+        raise ValueError(f"model_path : modèle introuvable (ni dossier local, ni modèle du hub accessible) ; "
+                         f"reçu {str(model_path)!r}.") from exc
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     kwargs: dict = {"dtype": compute_dtype, "device_map": device}   # poids et calculs sur le même appareil

@@ -29,9 +29,12 @@ import torch
 from torch import nn
 
 from atelier.lora_nf4.quantization import PRECISIONS, check_precision, keep_4bit_trainable, quantization_config
+from atelier.runtime.checks import check_int
 
 __all__ = [
     "PRECISIONS",
+    "METHODS",
+    "check_finetune_options",
     "meta_model",
     "weights_memory",
     "finetune_memory",
@@ -56,9 +59,18 @@ def as_config(config):
         if "model_type" not in config:
             raise ValueError("Le dictionnaire de configuration doit contenir 'model_type' (par exemple 'llama').")
         kwargs = {k: v for k, v in config.items() if k != "model_type"}
-        return AutoConfig.for_model(config["model_type"], **kwargs)
+        try:
+            return AutoConfig.for_model(config["model_type"], **kwargs)
+        except Exception as exc:  # type inconnu, réglage refusé par transformers (message anglais, joint)
+            raise ValueError(f"Configuration refusée pour model_type={config['model_type']!r} (un type de transformers, "
+                             f"par exemple 'llama', et des réglages cohérents) ; détail : {str(exc)[:300]}") from exc
     if isinstance(config, (str, os.PathLike)):
-        return AutoConfig.from_pretrained(str(config))
+        try:  # dossier local, ou identifiant du hub (profil full)
+            return AutoConfig.from_pretrained(str(config))
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"config : modèle introuvable (ni dossier local avec config.json, ni modèle du hub "
+                             f"accessible) ; reçu {str(config)!r}. Acceptés : PretrainedConfig, dict avec "
+                             f"'model_type', dossier d'un modèle.") from exc
     raise TypeError(
         f"config doit être une PretrainedConfig, un dict ou un chemin de modèle, reçu {type(config).__name__}."
     )
@@ -145,7 +157,7 @@ def activation_memory(config, batch_size: int, seq_len: int, checkpointing: bool
     """
     cfg = as_config(config) if not isinstance(config, nn.Module) else config.config
     cfg = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
-    for name, v in (("batch_size", batch_size), ("seq_len", seq_len)):
+    for name, v in (("batch_size", batch_size), ("seq_len", seq_len), ("bytes_per_value", bytes_per_value)):
         if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
             raise ValueError(f"{name} doit être un entier strictement positif, reçu {v!r}.")
     sbh = seq_len * batch_size * cfg.hidden_size
@@ -153,6 +165,25 @@ def activation_memory(config, batch_size: int, seq_len: int, checkpointing: bool
     layers = cfg.num_hidden_layers
     kept = (layers * sbh * bytes_per_value + per_layer) if checkpointing else layers * per_layer
     return int(kept + seq_len * batch_size * cfg.vocab_size * 4)
+
+
+METHODS = ("full", "lora", "qlora")
+
+
+def check_finetune_options(method, grad_bytes=None, optimizer_bytes=8, master_bytes=0, batch_size=0, seq_len=0):
+    """Vérifie les options de :func:`finetune_memory` : ``method`` parmi full, lora, qlora ; octets par
+    paramètre entiers ≥ 0 (``grad_bytes`` peut valoir ``None``) ; ``batch_size`` et ``seq_len`` entiers ≥ 0,
+    donnés ensemble (tous deux > 0) ou pas du tout (0)."""
+    if method not in METHODS:
+        raise ValueError(f"method={method!r} inconnue : valeurs acceptées {', '.join(METHODS)}.")
+    if grad_bytes is not None:
+        check_int("grad_bytes", grad_bytes, min=0)
+    check_int("optimizer_bytes", optimizer_bytes, min=0)
+    check_int("master_bytes", master_bytes, min=0)
+    batch_size, seq_len = check_int("batch_size", batch_size, min=0), check_int("seq_len", seq_len, min=0)
+    if bool(batch_size) != bool(seq_len):
+        raise ValueError(f"batch_size et seq_len vont ensemble (activations comptées) ou valent 0 tous deux ; "
+                         f"reçu batch_size={batch_size}, seq_len={seq_len}.")
 
 
 def finetune_memory(config, method: str = "qlora", r: int = 16, target_modules: Iterable[str] = ("q_proj", "k_proj", "v_proj", "o_proj"),
@@ -178,8 +209,7 @@ def finetune_memory(config, method: str = "qlora", r: int = 16, target_modules: 
     """
     from atelier.lora_nf4.lora import lora_parameter_count
 
-    if method not in ("full", "lora", "qlora"):
-        raise ValueError(f"method={method!r} inconnue : valeurs acceptées full, lora, qlora.")
+    check_finetune_options(method, grad_bytes, optimizer_bytes, master_bytes, batch_size, seq_len)  # en français
     model = meta_model(config) if not isinstance(config, nn.Module) else config
     if method == "full":
         weight_precision = weight_precision or "fp16"
@@ -217,6 +247,8 @@ def tensor_bytes(model: nn.Module) -> int:
     Paramètres et tampons (une fois chacun), plus les états de quantification
     de bitsandbytes : absmax (et second niveau) en 4 bits, échelles SCB en 8 bits.
     """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model doit être un torch.nn.Module chargé, reçu {type(model).__name__}.")
     seen: set[int] = set()
     total = 0
     for t in list(model.parameters()) + list(model.buffers()):
@@ -263,6 +295,8 @@ def measure_loaded(path, precision: str, other_dtype: str = "bf16", double_quant
     from atelier.runtime.measure import measure, rss_mb
 
     check_precision(precision)
+    check_precision(other_dtype, tuple(_FLOAT_BYTES))
+    as_config(path)  # modèle introuvable : ValueError en français, avant tout chargement
     kwargs: dict = {"dtype": _TORCH_DTYPES.get(precision, _TORCH_DTYPES[other_dtype])}
     qc = quantization_config(precision, double_quant, device="cpu")
     if qc is not None:

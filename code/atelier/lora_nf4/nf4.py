@@ -26,6 +26,8 @@ import math
 
 import torch
 
+from atelier.runtime.checks import check_float, check_int, check_type
+
 __all__ = [
     "NF4_OFFSET",
     "NF4_VALUES",
@@ -123,9 +125,103 @@ def nearest_code(scaled: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
     return torch.bucketize(scaled, bounds)
 
 
+def check_codes(codes, pad_code=7) -> torch.Tensor:
+    """``codes`` (tenseur d'entiers) à plat en uint8, si chaque code et ``pad_code`` tiennent sur 4 bits (0…15)."""
+    check_int("pad_code", pad_code, min=0, max=15)
+    if not isinstance(codes, torch.Tensor):
+        raise TypeError(f"codes doit être un torch.Tensor d'entiers 0…15, reçu {type(codes).__name__}.")
+    if codes.is_floating_point() or codes.is_complex() or codes.dtype == torch.bool:
+        raise TypeError(f"codes doit contenir des entiers 0…15, reçu le type {codes.dtype}.")
+    if codes.numel() and (codes.min() < 0 or codes.max() > 15):
+        raise ValueError(f"codes doit contenir des entiers 0…15 (4 bits) ; reçu de {codes.min().item()} "
+                         f"à {codes.max().item()}.")
+    return codes.reshape(-1).to(torch.uint8)
+
+
+def check_packed(packed, n) -> tuple[torch.Tensor, int]:
+    """``(packed à plat, n)`` si ``packed`` est un tenseur uint8 et ``0 ≤ n ≤ 2 × octets``."""
+    if not isinstance(packed, torch.Tensor) or packed.dtype != torch.uint8:
+        kind = f"un tenseur {packed.dtype}" if isinstance(packed, torch.Tensor) else type(packed).__name__
+        raise TypeError(f"packed doit être un tenseur uint8 (deux codes par octet) ; reçu {kind}.")
+    packed = packed.reshape(-1)
+    n = check_int("n", n, min=0)
+    if n > 2 * packed.numel():
+        raise ValueError(f"n={n} codes demandés, mais {packed.numel()} octets n'en contiennent que {2 * packed.numel()}.")
+    return packed, n
+
+
+def check_table(values) -> torch.Tensor:
+    """Table 4 bits en float32 : de 2 à 16 valeurs finies, triées par ordre croissant, dans [-1, 1]."""
+    if isinstance(values, (str, bytes)):
+        raise TypeError(f"values doit être une suite de nombres (la table 4 bits), reçu {type(values).__name__}.")
+    try:
+        table = torch.as_tensor(values, dtype=torch.float32)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(f"values doit être une suite de nombres (la table 4 bits), reçu {type(values).__name__}.") from None
+    if table.dim() != 1 or not 2 <= table.numel() <= 16:
+        raise ValueError(f"Une table 4 bits a de 2 à 16 valeurs (à plat) ; reçu la forme {tuple(table.shape)}.")
+    shown = [round(v, 4) for v in table.tolist()]
+    if not torch.isfinite(table).all() or table.abs().max() > 1:
+        raise ValueError(f"Les valeurs de la table doivent être finies et dans [-1, 1] ; reçu {shown}.")
+    if (table[1:] < table[:-1]).any():
+        raise ValueError(f"La table doit être triée par ordre croissant (le code le plus proche en dépend) ; reçu {shown}.")
+    return table
+
+
+def _check_dtype(dtype) -> None:
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"dtype doit être un type flottant de torch (torch.float32…), reçu {dtype!r}.")
+
+
+def check_quantized(codes, absmax, shape, values, block_size, dtype=torch.float32) -> tuple[torch.Size, torch.Tensor]:
+    """Vérifie les entrées de :func:`dequantize_4bit` ; renvoie ``(forme, table)``.
+
+    ``codes`` : uint8, ``ceil(n/2)`` octets ; ``absmax`` : flottants, un par bloc ; ``shape`` : entiers ≥ 0
+    de produit ``n``. Si ``n`` est impair, le dernier demi-octet doit être le code de bourrage (celui de 0) :
+    une forme d'un élément de moins que les codes (9 valeurs pour 10 codes) est ainsi refusée.
+    """
+    block_size = check_block_size(block_size)
+    _check_dtype(dtype)
+    if not isinstance(codes, torch.Tensor) or codes.dtype != torch.uint8:
+        raise TypeError("codes doit être le tenseur uint8 renvoyé par la quantification.")
+    if not isinstance(absmax, torch.Tensor) or not absmax.is_floating_point():
+        raise TypeError(f"absmax doit être le tenseur flottant renvoyé par la quantification, reçu {type(absmax).__name__}.")
+    if isinstance(shape, int) or not isinstance(shape, (tuple, list, torch.Size)):
+        raise TypeError(f"shape doit être un tuple d'entiers, par exemple (4096, 4096) ; reçu {shape!r}.")
+    shape = torch.Size([check_int("shape", d, min=0) for d in shape])
+    n = shape.numel()
+    n_blocks = math.ceil(n / block_size)
+    if codes.numel() != math.ceil(n / 2):
+        raise ValueError(f"{codes.numel()} octets de codes pour une forme {tuple(shape)} : il en faut {math.ceil(n / 2)}.")
+    if absmax.numel() != n_blocks:
+        raise ValueError(f"{absmax.numel()} constantes absmax pour {n_blocks} blocs de {block_size} : incohérent.")
+    table = check_table(values)
+    pad = int(nearest_code(torch.zeros(1), table))
+    if n % 2 and int(codes.reshape(-1)[-1]) & 0x0F != pad:
+        raise ValueError(f"Forme {tuple(shape)} : {n} valeurs, mais le dernier octet ne se termine pas par le code de "
+                         f"bourrage ({pad}) : ces codes viennent de {n + 1} valeurs, pas de {n}.")
+    return shape, table
+
+
+def check_double_quantized(codes, absmax2, offset, block_size) -> int:
+    """Vérifie les entrées de :func:`dequantize_absmax` (un code uint8 par constante, une constante ``absmax2``
+    par bloc de ``block_size`` codes, ``offset`` réel fini) ; renvoie ``block_size``."""
+    block_size = check_block_size(block_size)
+    if not isinstance(codes, torch.Tensor) or codes.dtype != torch.uint8:
+        raise TypeError("codes doit être le tenseur uint8 renvoyé par double_quantize_absmax.")
+    if not isinstance(absmax2, torch.Tensor) or not absmax2.is_floating_point():
+        raise TypeError(f"absmax2 doit être le tenseur flottant renvoyé par double_quantize_absmax, reçu "
+                        f"{type(absmax2).__name__}.")
+    check_float("offset", offset)
+    if absmax2.numel() != math.ceil(codes.numel() / block_size):
+        raise ValueError(f"{absmax2.numel()} constantes absmax2 pour {codes.numel()} codes en blocs de {block_size} : "
+                         f"il en faut {math.ceil(codes.numel() / block_size)} (même block_size qu'à la quantification ?).")
+    return block_size
+
+
 def pack_codes(codes: torch.Tensor, pad_code: int = 7) -> torch.Tensor:
     """Range deux codes 4 bits par octet, le premier dans les bits de poids fort."""
-    codes = codes.reshape(-1).to(torch.uint8)
+    codes = check_codes(codes, pad_code)  # entiers 0…15 (pad_code aussi), à plat, en uint8
     if codes.numel() % 2:
         codes = torch.cat([codes, torch.tensor([pad_code], dtype=torch.uint8)])
     return (codes[0::2] << 4) | codes[1::2]  # (ceil(n/2),)
@@ -133,9 +229,7 @@ def pack_codes(codes: torch.Tensor, pad_code: int = 7) -> torch.Tensor:
 
 def unpack_codes(packed: torch.Tensor, n: int) -> torch.Tensor:
     """Inverse de :func:`pack_codes` : les ``n`` premiers codes (0…15)."""
-    packed = packed.reshape(-1).to(torch.uint8)
-    if n < 0 or n > 2 * packed.numel():
-        raise ValueError(f"n={n} codes demandés, mais {packed.numel()} octets n'en contiennent que {2 * packed.numel()}.")
+    packed, n = check_packed(packed, n)  # octets uint8 à plat ; 0 ≤ n ≤ 2 × octets
     codes = torch.stack([packed >> 4, packed & 0x0F], dim=1).reshape(-1)  # (2·octets,)
     return codes[:n]
 
@@ -148,9 +242,7 @@ def quantize_4bit(w: torch.Tensor, values, block_size: int = 64) -> tuple[torch.
     """
     w = check_tensor(w)
     block_size = check_block_size(block_size)
-    table = torch.as_tensor(values, dtype=torch.float32)
-    if table.numel() > 16:
-        raise ValueError(f"Une table 4 bits a au plus 16 valeurs, reçu {table.numel()}.")
+    table = check_table(values)  # 2 à 16 valeurs finies, triées, dans [-1, 1]
     scaled, absmax = blockwise_scale(w.reshape(-1).float(), block_size)
     codes = nearest_code(scaled, table)  # (n,) entiers 0…15
     zero_code = int(nearest_code(torch.zeros(1), table))
@@ -159,17 +251,8 @@ def quantize_4bit(w: torch.Tensor, values, block_size: int = 64) -> tuple[torch.
 
 def dequantize_4bit(codes, absmax, shape, values, block_size: int = 64, dtype=torch.float32) -> torch.Tensor:
     """Inverse de :func:`quantize_4bit` : valeur de la table × absmax du bloc."""
-    block_size = check_block_size(block_size)
-    if not isinstance(codes, torch.Tensor) or codes.dtype != torch.uint8:
-        raise TypeError("codes doit être le tenseur uint8 renvoyé par la quantification.")
-    shape = torch.Size(shape)
+    shape, table = check_quantized(codes, absmax, shape, values, block_size, dtype)  # tailles cohérentes
     n = shape.numel()
-    n_blocks = math.ceil(n / block_size)
-    if codes.numel() != math.ceil(n / 2):
-        raise ValueError(f"{codes.numel()} octets de codes pour une forme {tuple(shape)} : il en faut {math.ceil(n / 2)}.")
-    if absmax.numel() != n_blocks:
-        raise ValueError(f"{absmax.numel()} constantes absmax pour {n_blocks} blocs de {block_size} : incohérent.")
-    table = torch.as_tensor(values, dtype=torch.float32)
     vals = table[unpack_codes(codes, n).long()]  # (n,) dans [-1, 1]
     scale = absmax.float().repeat_interleave(block_size)[:n]  # (n,) absmax de chaque élément
     return (vals * scale).reshape(shape).to(dtype)
@@ -227,7 +310,7 @@ def double_quantize_absmax(absmax: torch.Tensor, block_size: int = 256):
 
 def dequantize_absmax(codes: torch.Tensor, absmax2: torch.Tensor, offset: float, block_size: int = 256) -> torch.Tensor:
     """Inverse de :func:`double_quantize_absmax` : les constantes absmax approchées."""
-    block_size = check_block_size(block_size)
+    block_size = check_double_quantized(codes, absmax2, offset, block_size)  # tailles cohérentes
     n = codes.numel()
     scale = absmax2.float().repeat_interleave(block_size)[:n]
     return dynamic_map()[codes.reshape(-1).long()] * scale + offset
@@ -240,7 +323,7 @@ def bits_per_parameter(block_size: int = 64, double_quant: bool = False, block_s
     32/(64·256) = 4,127 bits (la constante de second niveau est en float32).
     """
     block_size = check_block_size(block_size)
-    if not double_quant:
+    if not check_type("double_quant", double_quant, bool):
         return 4 + 32 / block_size
     block_size2 = check_block_size(block_size2)
     return 4 + 8 / block_size + 32 / (block_size * block_size2)

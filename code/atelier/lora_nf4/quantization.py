@@ -56,6 +56,11 @@ def quantization_config(precision: str, double_quant: bool = False, compute_dtyp
 
 def linear4bit_layers(model) -> list:
     """Les couches ``Linear4bit`` de bitsandbytes d'un modèle (liste vide sans bitsandbytes)."""
+    from torch import nn
+
+    from atelier.runtime.checks import check_type
+
+    check_type("model", model, nn.Module)
     try:
         from bitsandbytes.nn import Linear4bit
     except ImportError:  # pragma: no cover - bitsandbytes absent : aucune couche 4 bits

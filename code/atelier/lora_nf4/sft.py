@@ -18,7 +18,6 @@ l'assistant (:func:`atelier.lora_nf4.chat.tokenize_conversation`).
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import math
@@ -32,6 +31,7 @@ from atelier.adapters import add_lora
 from atelier.lora_nf4.chat import IGNORE_INDEX, load_dialogues, load_model, split_by_first_prompt, tokenize_conversation, validate_dialogues
 from atelier.lora_nf4.quantization import keep_4bit_trainable, packed_for_inference
 from atelier.runtime.checks import check_float, check_int
+from atelier.runtime.cli import Parser
 
 __all__ = [
     "DEFAULT_TARGETS",
@@ -59,6 +59,8 @@ def build_examples(tokenizer, conversations, max_length: int = 256) -> tuple[lis
     ``max_length`` jetons n'apprendrait rien : elle est mise de côté et
     **comptée** dans le bilan (``skipped``), jamais écartée en silence.
     """
+    conversations = validate_dialogues(conversations, source="conversations")
+    max_length = check_int("max_length", max_length, min=1)
     examples, skipped = [], 0
     for conv in conversations:
         ex = tokenize_conversation(tokenizer, conv["messages"], max_length=max_length)
@@ -74,6 +76,13 @@ def build_examples(tokenizer, conversations, max_length: int = 256) -> tuple[lis
 
 def collate(examples: Sequence[dict], pad_id: int) -> dict[str, torch.Tensor]:
     """Remplit à droite jusqu'au plus long exemple du lot ; étiquettes -100 sur le remplissage."""
+    if isinstance(examples, (str, bytes, dict)) or not isinstance(examples, Sequence) or not examples:
+        raise ValueError("examples doit être une liste non vide d'exemples {'input_ids', 'labels'} (build_examples).")
+    pad_id = check_int("pad_id", pad_id, min=0)
+    bad = next((i for i, e in enumerate(examples, start=1) if not isinstance(e, dict) or "input_ids" not in e
+                or "labels" not in e or len(e["input_ids"]) != len(e["labels"])), None)
+    if bad is not None:
+        raise ValueError(f"examples, exemple {bad} : 'input_ids' et 'labels' de même longueur sont attendus.")
     width = max(len(e["input_ids"]) for e in examples)
     ids = torch.full((len(examples), width), pad_id, dtype=torch.long)  # (B, T)
     mask = torch.zeros((len(examples), width), dtype=torch.long)
@@ -266,7 +275,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     from atelier.runtime.config import seed_everything
 
-    p = argparse.ArgumentParser(prog="python -m atelier.lora_nf4.sft", description="Fine-tuning QLoRA d'un modèle de conversation.")
+    p = Parser(prog="python -m atelier.lora_nf4.sft", description="Fine-tuning QLoRA d'un modèle de conversation.")
     p.add_argument("--model", required=True, help="dossier (ou identifiant du hub) du modèle de base")
     p.add_argument("--data", default="oasst1_fr:top1", help="fichier JSONL de dialogues ou nom:partie d'atelier.assets.data")
     p.add_argument("--output", required=True, help="dossier où écrire l'adaptateur")
