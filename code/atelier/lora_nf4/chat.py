@@ -416,6 +416,7 @@ def launch(model, tokenizer, *, port: int | None = None, share: bool = False, sy
     quiconque a ce lien converse avec le modèle, sur cette machine.
     """
     import contextlib
+    import functools
     import io
 
     from atelier.runtime import config
@@ -439,6 +440,7 @@ def launch(model, tokenizer, *, port: int | None = None, share: bool = False, sy
     if share and not app.share_url:
         app.close()
         raise RuntimeError(f"Lien public (share=True) impossible à créer ; Gradio dit : {log.getvalue().strip()}")
+    app.close = functools.partial(app.close, verbose=False)  # sans le message de Gradio (en anglais)
     local = f"http://{HOST}:{port}/"
     if where == "colab":
         from google.colab import output
