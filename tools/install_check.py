@@ -79,14 +79,18 @@ def check(chapters: list[str], python: str = sys.executable, keep: bool = False)
               str(REPO)])
         wheel = next(dist.glob("atelier_llm-*.whl"))
         venv = tmp / "venv"
-        _run([python, "-m", "venv", str(venv)])
+        # Rien de l'environnement du dépôt : ni PYTHONPATH (pip y verrait le paquet du dépôt, code/*.egg-info,
+        # comme déjà installé), ni virtualenv actif, ni réglages du livre.
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("ATELIER_", "PYTHON", "VIRTUAL_ENV"))}
+        _run([python, "-m", "venv", str(venv)], env=env)
         py = venv / "bin" / "python"
-        _run([str(py), "-m", "pip", "install", "-q", "--upgrade", "pip"])
-        _run([str(py), "-m", "pip", "install", "-q", "torch==2.13.0"])  # roue CPU locale, comme le PyTorch de Colab
-        _run([str(py), "-m", "pip", "install", "-q", "nbmake", "pytest", "ipykernel"])
+        _run([str(py), "-m", "pip", "install", "-q", "--upgrade", "pip"], env=env)
+        # PyTorch seul d'abord, comme sur Colab (ici la roue CPU du verrou) : la cellule doit le garder.
+        _run([str(py), "-m", "pip", "install", "-q", "torch==2.13.0"], env=env)
+        _run([str(py), "-m", "pip", "install", "-q", "nbmake", "pytest", "ipykernel"], env=env)
         reader = tmp / "lecteur"
         reader.mkdir()
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("ATELIER_", "PYTHON", "VIRTUAL_ENV"))}
+        env = dict(env)
         env.update(ATELIER_SOURCE=wheel.resolve().as_uri(), ATELIER_DATA=str(config.data_dir()),
                    ATELIER_CACHE=str(tmp / "cache"), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
                    TQDM_DISABLE="1", PATH=f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}")
@@ -99,8 +103,8 @@ def check(chapters: list[str], python: str = sys.executable, keep: bool = False)
                                  text=True)
             report["chapitres"][chapter] = {"réussi": run.returncode == 0, "secondes": time.perf_counter() - t0,
                                             "fin du journal": run.stdout[-3000:] if run.returncode else ""}
-        freeze = _run([str(py), "-m", "pip", "freeze"], capture_output=True).stdout.splitlines()
-        report["python"] = _run([str(py), "--version"], capture_output=True).stdout.strip()
+        freeze = _run([str(py), "-m", "pip", "freeze"], capture_output=True, env=env).stdout.splitlines()
+        report["python"] = _run([str(py), "--version"], capture_output=True, env=env).stdout.strip()
         report["versions"] = [line for line in freeze if line.split("==")[0].split(" @ ")[0].lower() in LIBRARIES]
         report["écarts au verrou"] = lock_differences(freeze)
         return report
