@@ -10,7 +10,12 @@
    (variable ``ATELIER_SOURCE``, que la cellule honore) avec les versions que
    pip résout, les données viennent du dossier indiqué par ``ATELIER_DATA`` et
    les modèles d'un cache neuf (``ATELIER_CACHE``) ;
-4. imprime la version de Python, les versions installées et la durée.
+4. imprime la version de Python, les versions installées, leurs écarts au
+   verrou (``requirements.txt``) et la durée.
+
+L'interpréteur de l'environnement neuf est celui de ``--python`` (par défaut
+celui qui lance l'outil, Python 3.11 comme le verrou). Colab est en Python 3.12 :
+``--python python3.12`` là où PyTorch a une roue pour cette version.
 
 Ce contrôle télécharge des paquets (PyPI) et convertit les modèles : il dure
 plusieurs minutes, hors de ``make test`` ; il se lance avant chaque version
