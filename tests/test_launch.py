@@ -186,6 +186,7 @@ def test_binder_postbuild_runs_the_right_steps(tmp_path):
         "kernel/python ATELIER_PROFILE= -m pip install --no-cache-dir --no-deps -e .",
         f"server/python ATELIER_PROFILE= -m pip install --no-cache-dir {jupytext}",
         "server/jupytext-config ATELIER_PROFILE= set-default-viewer markdown myst",
+        "server/python ATELIER_PROFILE= -m pip install --no-cache-dir jupyter-server-proxy==4.6.0",
         "kernel/python ATELIER_PROFILE=light -m atelier.assets.models prepare",
     ], "\n".join(steps)
 

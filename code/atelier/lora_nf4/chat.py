@@ -37,6 +37,8 @@ __all__ = [
     "reply",
     "history_to_messages",
     "build_app",
+    "notebook_host",
+    "launch",
     "load_model",
     "main",
 ]
@@ -288,6 +290,84 @@ def main(argv: list[str] | None = None) -> None:
     # Toujours sur la boucle locale : jamais exposé au réseau, jamais de lien public.
     app.queue(max_size=8)  # au-delà, Gradio refuse poliment au lieu d'empiler sans fin
     app.launch(server_name="127.0.0.1", server_port=args.port, share=False, inbrowser=False)
+
+
+# ----------------------------------------------------------------------------
+# L'interface depuis une cellule : en local, sur Colab, sur Binder
+# ----------------------------------------------------------------------------
+def notebook_host() -> str:
+    """Où tourne le noyau : ``"colab"`` (``google.colab`` importable), ``"binder"`` (JupyterHub) ou ``"local"``."""
+    import importlib.util
+
+    from atelier.runtime import config
+
+    try:
+        if importlib.util.find_spec("google.colab") is not None:
+            return "colab"
+    except (ImportError, ValueError):  # pas de paquet « google » du tout
+        pass
+    return "binder" if config.jupyterhub_prefix() else "local"
+
+
+def launch(model, tokenizer, *, port: int | None = None, share: bool = False, system_prompt: str | None = None,
+           height: int = 620):
+    """Ouvre l'interface de conversation depuis une cellule, sans la bloquer ; renvoie l'application Gradio.
+
+    Le serveur écoute sur 127.0.0.1 seulement (``port`` : un port libre par défaut), dans un fil à part :
+    la cellule rend la main, ``app.close()`` l'arrête. Le lecteur la voit :
+
+    - en local : à l'adresse http://127.0.0.1:PORT/ affichée ;
+    - sur Colab : dans la page (``height`` pixels) et dans un onglet, par le relais de ports de Colab
+      (``google.colab.output``) ;
+    - sur Binder (JupyterHub) : par jupyter-server-proxy, à l'adresse ``/user/…/proxy/PORT/`` du serveur.
+
+    ``share=True``, seulement si le lecteur le demande, crée en plus un lien public temporaire (Gradio) :
+    quiconque a ce lien converse avec le modèle, sur cette machine.
+    """
+    import contextlib
+    import functools
+    import io
+
+    from atelier.runtime import config
+    from atelier.runtime.checks import check_type
+    from atelier.runtime.servers import HOST, free_port
+
+    check_type("share", share, bool)
+    port = free_port() if port is None else check_int("port", port, min=1024, max=65535)
+    height = check_int("height", height, min=100)
+    where = notebook_host()
+    proxy = f"{config.jupyterhub_prefix().rstrip('/')}/proxy/{port}" if where == "binder" else None
+    app = build_app(model, tokenizer, system_prompt=system_prompt)
+    app.queue(max_size=8)  # au-delà, Gradio refuse poliment au lieu d'empiler sans fin
+    log = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(log):  # messages de Gradio (en anglais) : cités seulement en cas d'échec
+            app.launch(server_name=HOST, server_port=port, share=share, root_path=proxy, prevent_thread_lock=True,
+                       inline=False, inbrowser=False, quiet=True, ssr_mode=False)
+    except OSError as exc:
+        raise RuntimeError(f"Impossible de lancer l'interface sur {HOST}:{port} ({exc}) ; essayez un autre port.") from exc
+    if share and not app.share_url:
+        app.close()
+        raise RuntimeError(f"Lien public (share=True) impossible à créer ; Gradio dit : {log.getvalue().strip()}")
+    app.close = functools.partial(app.close, verbose=False)  # sans le message de Gradio (en anglais)
+    local = f"http://{HOST}:{port}/"
+    if where == "colab":
+        from google.colab import output
+
+        output.serve_kernel_port_as_iframe(port, height=height)
+        output.serve_kernel_port_as_window(port, anchor_text="Ouvrir la conversation dans un nouvel onglet")
+        print(f"Interface ci-dessus, par le relais de ports de Colab (serveur : {local}).")
+    elif where == "binder":
+        from IPython.display import HTML, IFrame, display
+
+        display(IFrame(f"{proxy}/", width="100%", height=height))
+        display(HTML(f'<a href="{proxy}/" target="_blank">Ouvrir la conversation dans un nouvel onglet</a>'))
+        print(f"Interface par jupyter-server-proxy : {proxy}/ (à la suite de l'adresse de ce serveur).")
+    else:
+        print(f"Interface sur {local} (app.close() pour l'arrêter).")
+    if share:
+        print(f"Lien public, demandé par share=True (quiconque l'a converse avec ce modèle) : {app.share_url}")
+    return app
 
 
 if __name__ == "__main__":

@@ -25,6 +25,9 @@ l'on lit les variables d'environnement du livre :
     modèles comme pour les données. Seule :func:`hub_allowed` les lit ;
     :func:`forbid_hub` les pose (profil ``light``). ``HF_HUB_CACHE`` et
     ``HF_ENDPOINT`` : voir :func:`hub_cache_dir` et :func:`hub_endpoint`.
+``JUPYTERHUB_SERVICE_PREFIX``
+    Posée par JupyterHub (Binder) : chemin du serveur Jupyter, sous lequel
+    jupyter-server-proxy relaie les ports locaux. Voir :func:`jupyterhub_prefix`.
 
 C'est aussi le seul endroit qui décide de la **précision de calcul** :
 bfloat16 sur un processeur qui le calcule en matériel (AVX-512-BF16 ou AMX),
@@ -137,6 +140,12 @@ def hub_cache_dir() -> str | None:
 def hub_endpoint() -> str:
     """Adresse du hub (``HF_ENDPOINT``, sinon https://huggingface.co)."""
     return os.environ.get("HF_ENDPOINT", "").strip() or "https://huggingface.co"
+
+
+def jupyterhub_prefix() -> str | None:
+    """Chemin du serveur Jupyter sous JupyterHub, comme sur Binder (``/user/…/``), ``None`` ailleurs."""
+    value = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "").strip()
+    return value or None
 
 
 def secret(var: str) -> str:

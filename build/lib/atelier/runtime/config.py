@@ -1,0 +1,304 @@
+"""Réglages communs du livre : profil, dossiers, graines.
+
+Utilisé par tous les chapitres (via :func:`atelier.runtime.book.setup`) et par
+:mod:`atelier.assets.models` et :mod:`atelier.assets.data`. C'est le **seul** endroit où
+l'on lit les variables d'environnement du livre :
+
+``ATELIER_PROFILE``
+    ``light`` (modèles livrés sur PyPI, CPU) ou ``full`` (modèles des
+    tutoriels d'origine, GPU et accès au hub). Sans variable : ``full`` si un
+    GPU CUDA est présent, ``light`` sinon.
+``ATELIER_DATA``
+    Dossier des jeux de données français (défaut : ``../shared/data`` à côté
+    du dépôt).
+``ATELIER_CACHE``
+    Cache des modèles convertis en safetensors (défaut : ``~/.cache/atelier``).
+``ATELIER_FP32``
+    ``1`` : calcul en float32 sur CPU même si le processeur calcule nativement
+    en bfloat16 (pour reproduire, sur une machine rapide, le chemin des
+    processeurs sans bfloat16 natif). Voir :func:`compute_dtype`.
+``ATELIER_THREADS``
+    Nombre de fils de calcul PyTorch (défaut : tous les cœurs disponibles).
+    Voir :func:`num_threads`.
+``HF_HUB_OFFLINE``, ``TRANSFORMERS_OFFLINE``, ``HF_DATASETS_OFFLINE``
+    Variables de Hugging Face : l'une d'elles à ``1`` interdit le hub, pour les
+    modèles comme pour les données. Seule :func:`hub_allowed` les lit ;
+    :func:`forbid_hub` les pose (profil ``light``). ``HF_HUB_CACHE`` et
+    ``HF_ENDPOINT`` : voir :func:`hub_cache_dir` et :func:`hub_endpoint`.
+``JUPYTERHUB_SERVICE_PREFIX``
+    Posée par JupyterHub (Binder) : chemin du serveur Jupyter, sous lequel
+    jupyter-server-proxy relaie les ports locaux. Voir :func:`jupyterhub_prefix`.
+
+C'est aussi le seul endroit qui décide de la **précision de calcul** :
+bfloat16 sur un processeur qui le calcule en matériel (AVX-512-BF16 ou AMX),
+float32 sur tous les autres, où chaque produit matriciel bf16 est émulé et
+environ cent fois plus lent ; sur GPU, bf16 si la carte le prend en charge,
+fp16 sinon (T4). Chapitres et fonctions d'``atelier`` passent tous par
+:func:`compute_dtype`, :func:`use_bf16` ou :func:`autocast`.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+PROFILES = ("light", "full")
+
+# Racine du dépôt quand le paquet est installé en mode éditable (code/atelier/).
+REPO_ROOT = Path(__file__).resolve().parents[3]
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch fait partie des dépendances
+        return False
+    return bool(torch.cuda.is_available())
+
+
+def get_profile() -> str:
+    """Renvoie le profil actif, ``"light"`` ou ``"full"``.
+
+    La variable ``ATELIER_PROFILE`` l'emporte ; sinon ``full`` si un GPU est
+    disponible, ``light`` sinon.
+    """
+    value = os.environ.get("ATELIER_PROFILE", "").strip().lower()
+    if not value:
+        return "full" if _cuda_available() else "light"
+    if value not in PROFILES:
+        raise ValueError(
+            f"ATELIER_PROFILE={value!r} n'est pas un profil connu : "
+            f"valeurs acceptées {', '.join(PROFILES)}."
+        )
+    return value
+
+
+def profile_source() -> str:
+    """Dit d'où vient le profil (variable d'environnement ou détection du GPU)."""
+    if os.environ.get("ATELIER_PROFILE", "").strip():
+        return "variable ATELIER_PROFILE"
+    return "détection automatique (GPU CUDA présent)" if _cuda_available() else "défaut (pas de GPU)"
+
+
+def data_dir() -> Path:
+    """Dossier des jeux de données hors ligne (peut ne pas exister)."""
+    env = os.environ.get("ATELIER_DATA", "").strip()
+    if env:
+        return Path(env).expanduser().resolve()
+    return (REPO_ROOT.parent / "shared" / "data").resolve()
+
+
+def cache_dir() -> Path:
+    """Dossier de cache des modèles convertis (créé au besoin)."""
+    env = os.environ.get("ATELIER_CACHE", "").strip()
+    path = Path(env).expanduser() if env else Path.home() / ".cache" / "atelier"
+    path.mkdir(parents=True, exist_ok=True)
+    return path.resolve()
+
+
+def build_dir() -> Path:
+    """Dossier ``_build`` du livre (rapports d'exécution, notebooks exécutés)."""
+    env = os.environ.get("ATELIER_BUILD", "").strip()
+    if env:
+        return Path(env).expanduser().resolve()
+    if (REPO_ROOT / "_config.yml").exists():
+        return REPO_ROOT / "_build"
+    # Paquet installé hors du dépôt (Colab, pip install) : à côté du notebook.
+    return Path.cwd() / "_build"
+
+
+# ----------------------------------------------------------------------------
+# Accès au hub Hugging Face
+# ----------------------------------------------------------------------------
+_TRUE = {"1", "true", "oui", "yes", "on"}
+_FALSE = {"", "0", "false", "non", "no", "off"}
+HUB_OFFLINE_VARS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE")
+
+
+def hub_allowed() -> bool:
+    """Vrai si le hub Hugging Face peut être utilisé (modèles et données).
+
+    Faux dès que l'une des variables :data:`HUB_OFFLINE_VARS` vaut ``1``
+    (``true``, ``yes``, ``on``) : la même règle pour :mod:`atelier.assets.models`
+    et :mod:`atelier.assets.data`.
+    """
+    return not any(os.environ.get(v, "").strip().lower() in _TRUE for v in HUB_OFFLINE_VARS)
+
+
+def forbid_hub() -> None:
+    """Interdit le hub (sans écraser un réglage explicite) : rien ne doit venir du réseau en profil light."""
+    for var in HUB_OFFLINE_VARS:
+        os.environ.setdefault(var, "1")
+
+
+def hub_cache_dir() -> str | None:
+    """Cache du hub imposé par ``HF_HUB_CACHE`` (``None`` : celui de ``huggingface_hub``)."""
+    return os.environ.get("HF_HUB_CACHE", "").strip() or None
+
+
+def hub_endpoint() -> str:
+    """Adresse du hub (``HF_ENDPOINT``, sinon https://huggingface.co)."""
+    return os.environ.get("HF_ENDPOINT", "").strip() or "https://huggingface.co"
+
+
+def jupyterhub_prefix() -> str | None:
+    """Chemin du serveur Jupyter sous JupyterHub, comme sur Binder (``/user/…/``), ``None`` ailleurs."""
+    value = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "").strip()
+    return value or None
+
+
+def secret(var: str) -> str:
+    """Valeur (sans espaces autour) de la variable d'environnement ``var``, ``""`` si absente : clés d'API."""
+    if not isinstance(var, str) or not var.strip():
+        raise ValueError(f"var doit être le nom (non vide) d'une variable d'environnement ; reçu {var!r}.")
+    return os.environ.get(var, "").strip()
+
+
+# ----------------------------------------------------------------------------
+# Précision de calcul et fils de calcul
+# ----------------------------------------------------------------------------
+
+
+def fp32_forced() -> bool:
+    """Vrai si ``ATELIER_FP32`` impose le calcul en float32 sur CPU."""
+    value = os.environ.get("ATELIER_FP32", "").strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ValueError(f"ATELIER_FP32={value!r} n'est pas compris : valeurs acceptées 1 (float32 imposé) ou 0.")
+
+
+def cpu_native_bf16() -> bool:
+    """Vrai si PyTorch signale un calcul bfloat16 matériel sur ce processeur (AVX-512-BF16 ou AMX).
+
+    Les processeurs AVX2 (et AVX-512 sans l'extension BF16) émulent bf16 :
+    chaque produit matriciel y est environ cent fois plus lent qu'en float32.
+    """
+    import torch
+
+    cpu = getattr(torch, "cpu", None)
+    checks = (getattr(cpu, "_is_avx512_bf16_supported", None), getattr(cpu, "_is_amx_tile_supported", None))
+    for check in checks:
+        try:
+            if check is not None and check():
+                return True
+        except (RuntimeError, AttributeError):  # pragma: no cover - PyTorch sans ces sondes
+            continue
+    return False
+
+
+def _device_type(device) -> str:
+    import torch
+
+    if device is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if isinstance(device, torch.device):
+        return device.type
+    if isinstance(device, str) and device.strip():
+        return torch.device(device.strip()).type
+    raise TypeError(f"device doit être None, une chaîne (« cpu », « cuda ») ou un torch.device, reçu {device!r}.")
+
+
+def compute_dtype(device=None):
+    """Le type des calculs (entraînement et inférence) sur ``device`` (défaut : GPU s'il y en a un, sinon CPU).
+
+    - GPU : ``torch.bfloat16`` si la carte le calcule (Ampere et après), sinon ``torch.float16`` ;
+    - CPU : ``torch.bfloat16`` seulement si le processeur le calcule nativement
+      (:func:`cpu_native_bf16`) et que ``ATELIER_FP32`` ne l'interdit pas ; ``torch.float32`` sinon.
+    """
+    import torch
+
+    kind = _device_type(device)
+    if kind == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if kind == "cpu":
+        return torch.bfloat16 if (cpu_native_bf16() and not fp32_forced()) else torch.float32
+    return torch.float32
+
+
+def use_bf16(device=None) -> bool:
+    """Vrai si les calculs sur ``device`` se font en bfloat16 (voir :func:`compute_dtype`)."""
+    import torch
+
+    return compute_dtype(device) == torch.bfloat16
+
+
+def autocast(device=None, enabled: bool = True):
+    """``torch.autocast`` à la précision du livre, ou un contexte neutre quand elle est float32."""
+    import contextlib
+
+    import torch
+
+    kind = _device_type(device)
+    dtype = compute_dtype(kind)
+    if not enabled or dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(kind, dtype=dtype)
+
+
+def precision_name(device=None) -> str:
+    """``"bf16"``, ``"fp16"`` ou ``"fp32"`` : la précision de calcul choisie (tampon d'exécution)."""
+    import torch
+
+    return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(compute_dtype(device), "fp32")
+
+
+def precision_reason(device=None) -> str:
+    """Pourquoi cette précision, en une phrase (affichée par :func:`atelier.runtime.book.setup`)."""
+    kind = _device_type(device)
+    name = precision_name(kind)
+    if kind == "cuda":
+        return f"{name} (GPU {'avec' if name == 'bf16' else 'sans'} bfloat16)"
+    if fp32_forced():
+        return "fp32 (imposé par ATELIER_FP32)"
+    if name == "bf16":
+        return "bf16 (processeur à bfloat16 natif)"
+    return "fp32 (processeur sans bfloat16 natif)"
+
+
+def num_threads() -> int:
+    """Fils de calcul PyTorch du livre : ``ATELIER_THREADS``, sinon tous les cœurs disponibles."""
+    value = os.environ.get("ATELIER_THREADS", "").strip()
+    if value:
+        if not value.isdigit() or int(value) < 1:
+            raise ValueError(f"ATELIER_THREADS={value!r} : attendu un entier ≥ 1.")
+        return int(value)
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+def apply_threads() -> int:
+    """Règle PyTorch sur :func:`num_threads` fils (à rappeler après une bibliothèque qui les change, comme numba)."""
+    import torch
+
+    n = num_threads()
+    torch.set_num_threads(n)
+    return n
+
+
+def seed_everything(seed: int = 0) -> int:
+    """Fixe les graines de ``random``, NumPy et PyTorch ; renvoie la graine."""
+    from atelier.runtime.checks import check_int
+
+    seed = check_int("seed (la graine)", seed, min=0, max=2**32 - 1)  # borne de NumPy
+    random.seed(seed)
+    os.environ["PYTHONHASHSEED"] = str(seed)
+    try:
+        import numpy as np
+
+        np.random.seed(seed)
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        import torch
+
+        torch.manual_seed(seed)
+        if torch.cuda.is_available():
+            torch.cuda.manual_seed_all(seed)
+    except ImportError:  # pragma: no cover
+        pass
+    return seed
