@@ -292,6 +292,17 @@ def create_app(models: list[ServedModel], *, api_key: str | None = None, fault_i
 
 
 # --------------------------------------------------------------------------- chargement des modèles
+def model_alias(info: dict) -> str:
+    """Nom public d'un modèle servi, tiré de sa fiche : l'identifiant d'origine sur le hub, sans espace.
+
+    ``{"upstream": "intfloat/multilingual-e5-small", ...}`` → « multilingual-e5-small » ;
+    à défaut d'identifiant, le nom affiché, ses blancs remplacés par des tirets
+    (un nom de modèle d'API ne contient pas d'espace).
+    """
+    source = info.get("upstream") or info.get("hub_id") or info.get("name") or ""
+    return "-".join(str(source).split("/")[-1].split())
+
+
 def load_sentence_transformer(path: str, name: str, aliases: tuple[str, ...] = (), batch_size: int = 32) -> ServedModel:
     """Charge un dossier sentence-transformers et l'habille pour le serveur."""
     from sentence_transformers import SentenceTransformer
@@ -358,8 +369,7 @@ def main(argv: list[str] | None = None) -> None:
         from atelier.assets import models
 
         for role in roles:
-            info = models.describe(role)
-            alias = str(info.get("name", "")).split("/")[-1]
+            alias = model_alias(models.describe(role))
             served.append(load_sentence_transformer(str(models.model_id(role)), role,
                                                     aliases=(alias,) if alias and alias != role else ()))
     api_key = config.secret(API_KEY_ENV) or None
