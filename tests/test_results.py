@@ -94,3 +94,33 @@ def test_zip_adapter_round_trip(tmp_path):
         results.zip_adapter(tmp_path / "vide")
     with pytest.raises(ValueError, match=".zip"):
         results.zip_adapter(folder, tmp_path / "mon.tar")
+
+
+def test_dequantize_4bit_layers_keeps_the_function_of_the_nf4_model(tiny_chat_path):
+    import bitsandbytes as bnb
+
+    from atelier.adapters import add_lora
+
+    model, tok = chat.load_model(tiny_chat_path, four_bit=True, double_quant=False, compute_dtype=torch.float32)
+    model = add_lora(model, ["q_proj", "v_proj"], task="CAUSAL_LM", r=4, alpha=8)
+    for name, p in model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=0.5)   # B non nul : l'adaptateur compte dans la sortie
+    ids = torch.tensor([[1, 5, 9, 12, 30, 7]])
+    model.eval()
+    with torch.no_grad(), chat_keep(model):
+        before = model(input_ids=ids).logits
+    n4 = sum(isinstance(m, bnb.nn.Linear4bit) for m in model.modules())
+    assert results.dequantize_4bit_layers(model) == n4 > 0
+    assert not any(isinstance(m, bnb.nn.Linear4bit) for m in model.modules())
+    with torch.no_grad():
+        after = model(input_ids=ids).logits
+    assert torch.allclose(before, after, atol=1e-4), float((before - after).abs().max())
+    with pytest.raises(TypeError, match="dtype"):
+        results.dequantize_4bit_layers(model, dtype=torch.int8)
+
+
+def chat_keep(model):
+    from atelier.lora_nf4.quantization import keep_4bit_trainable
+
+    return keep_4bit_trainable(model)

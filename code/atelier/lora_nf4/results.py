@@ -7,7 +7,9 @@ Utilisé par le chapitre « LoRA et NF4 : adapter un modèle de chat français �
   tête de chaque conversation qui n'en a pas : sans lui, le chat template de
   SmolLM2 insère son message système anglais par défaut dans chaque exemple ;
 - :func:`reply_batch` répond à plusieurs questions d'un coup (génération
-  gloutonne par lots, remplissage à gauche) ;
+  gloutonne par lots de longueurs voisines, remplissage à gauche) ;
+- :func:`dequantize_4bit_layers` déquantifie une fois pour toutes les couches
+  NF4 d'un modèle entraîné, pour générer vite avec les mêmes poids ;
 - :func:`is_french` et :func:`french_share` : une heuristique simple et
   déclarée pour dire si une réponse est en français (plus de mots-outils
   français que de mots-outils anglais), sans modèle de langue ni réseau ;
@@ -36,10 +38,11 @@ __all__ = [
     "language_counts",
     "is_french",
     "french_share",
+    "dequantize_4bit_layers",
     "zip_adapter",
 ]
 
-FRENCH_SYSTEM_PROMPT = "Tu es un assistant serviable. Tu réponds en français, clairement et avec exactitude."
+FRENCH_SYSTEM_PROMPT = "Tu es un assistant utile qui répond en français."
 
 # Mots-outils fréquents, choisis pour n'exister que dans une des deux langues
 # (ni « a », ni « on », ni « or », ni « son », qui existent dans les deux).
@@ -96,10 +99,13 @@ def reply_batch(model, tokenizer, prompts: Sequence[Sequence[dict]], max_new_tok
     device = model.get_input_embeddings().weight.device
     was_training = model.training
     model.eval()
-    answers: list[str] = []
-    for start in range(0, len(prompts), batch_size):
-        encoded = [tokenizer(render(tokenizer, m, add_generation_prompt=True), add_special_tokens=False)["input_ids"]
-                   for m in prompts[start : start + batch_size]]
+    all_ids = [tokenizer(render(tokenizer, m, add_generation_prompt=True), add_special_tokens=False)["input_ids"]
+               for m in prompts]
+    order = sorted(range(len(all_ids)), key=lambda i: len(all_ids[i]))  # lots de longueurs voisines : peu de remplissage
+    answers: dict[int, str] = {}
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        encoded = [all_ids[i] for i in rows]
         width = max(len(e) for e in encoded)
         ids = torch.full((len(encoded), width), pad_id, dtype=torch.long)  # (B, T), rempli à gauche
         mask = torch.zeros((len(encoded), width), dtype=torch.long)
@@ -108,9 +114,37 @@ def reply_batch(model, tokenizer, prompts: Sequence[Sequence[dict]], max_new_tok
             mask[row, width - len(e):] = 1
         out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), max_new_tokens=max_new_tokens,
                              do_sample=False, pad_token_id=pad_id)
-        answers += [tokenizer.decode(row[width:], skip_special_tokens=True).strip() for row in out]
+        for i, row in zip(rows, out):
+            answers[i] = tokenizer.decode(row[width:], skip_special_tokens=True).strip()
     model.train(was_training)
-    return answers
+    return [answers[i] for i in range(len(prompts))]
+
+
+def dequantize_4bit_layers(model, dtype=torch.float32) -> int:
+    """Remplace, sur place, chaque couche 4 bits de bitsandbytes par une ``nn.Linear`` aux poids déquantifiés.
+
+    Le modèle calcule alors la même fonction (poids NF4 déquantifiés, plus les
+    adaptateurs LoRA qui l'enveloppent), mais ne redéquantifie plus ses poids
+    à chaque passage : la génération jeton par jeton redevient rapide sur CPU.
+    Renvoie le nombre de couches remplacées.
+    """
+    import bitsandbytes as bnb
+
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"dtype doit être un type flottant de torch, reçu {dtype!r}.")
+    targets = [(parent, name, child) for parent in model.modules() for name, child in parent.named_children()
+               if isinstance(child, bnb.nn.Linear4bit)]
+    for parent, name, child in targets:
+        weight = bnb.functional.dequantize_4bit(child.weight.data, child.weight.quant_state).to(dtype)
+        linear = torch.nn.Linear(child.in_features, child.out_features, bias=child.bias is not None,
+                                 dtype=dtype, device=weight.device)
+        with torch.no_grad():
+            linear.weight.copy_(weight)
+            if child.bias is not None:
+                linear.bias.copy_(child.bias.to(dtype))
+        linear.requires_grad_(False)
+        setattr(parent, name, linear)
+    return len(targets)
 
 
 def language_counts(text: str) -> tuple[int, int]:
