@@ -6,8 +6,8 @@ Utilisé par le chapitre « LoRA et NF4 : adapter un modèle de chat français �
 - dans un notebook (:func:`atelier.lora_nf4.chat.load_model`,
   :func:`atelier.adapters.add_lora`, :func:`train`, :func:`evaluate`) ;
 - en ligne de commande : ``python -m atelier.lora_nf4.sft --model … --data … --output …`` ;
-- sur plusieurs processus : ``accelerate launch --num_processes 2 --cpu -m
-  atelier.lora_nf4.sft …`` (ou plusieurs GPU) : la boucle passe par ``accelerate``, qui
+- sur plusieurs processus : ``accelerate launch --multi_gpu --num_processes 2 -m
+  atelier.lora_nf4.sft …`` (sans GPU, chaque processus bascule sur CPU ; ``--cpu`` n'en lance qu'un) : ``accelerate``
   répartit les lots et moyenne les gradients.
 
 Recette QLoRA : modèle de base chargé en NF4 par bitsandbytes
