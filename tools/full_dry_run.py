@@ -353,11 +353,26 @@ def prepare(work: Path, verbose: bool = True) -> Path:
     return run_dir
 
 
+def _cell_errors(nb) -> list[str]:
+    """Cellules en erreur (hors cellules marquées raises-exception) : « n° : Exception: message »."""
+    errors = []
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "code" or "raises-exception" in cell.metadata.get("tags", []):
+            continue
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "error":
+                first = (cell.source.splitlines() or [""])[0][:60]
+                errors.append(f"cellule {i} ({first!r}) : {out['ename']}: {str(out['evalue'])[:300]}")
+    return errors
+
+
 def run_notebook(path: Path, run_dir: Path, env: dict[str, str], timeout: int = 1800) -> dict:
-    """Exécute un notebook dans ``run_dir`` ; renvoie cellules exécutées, durée et première erreur."""
+    """Exécute toutes les cellules d'un notebook dans ``run_dir`` (sans s'arrêter à la première erreur).
+
+    Renvoie le nombre de cellules exécutées, la durée et les erreurs (cellules non marquées ``raises-exception``).
+    """
     import nbformat
     from nbclient import NotebookClient
-    from nbclient.exceptions import CellExecutionError
 
     nb = nbformat.read(path, as_version=4)
     code = [c for c in nb.cells if c.cell_type == "code"]
@@ -365,19 +380,16 @@ def run_notebook(path: Path, run_dir: Path, env: dict[str, str], timeout: int = 
     os.environ.clear()
     os.environ.update(env)  # le noyau hérite de l'environnement du processus
     start = time.perf_counter()
-    error = None
     try:
-        NotebookClient(nb, timeout=timeout, kernel_name="python3",
+        NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=True,
                        resources={"metadata": {"path": str(run_dir)}}).execute()
-    except CellExecutionError as exc:
-        error = str(exc).strip().splitlines()[-1][:400] if str(exc).strip() else repr(exc)
     finally:
         os.environ.clear()
         os.environ.update(saved)
     ran = sum(1 for c in code if c.get("execution_count") is not None)
     nbformat.write(nb, run_dir / path.name)
     return {"chapter": path.stem, "cells": len(code), "ran": ran, "seconds": time.perf_counter() - start,
-            "error": error, "output": str(run_dir / path.name)}
+            "errors": _cell_errors(nb), "output": str(run_dir / path.name)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -394,6 +406,8 @@ def main(argv: list[str] | None = None) -> int:
         env = environment(work)
         saved = dict(os.environ)
         os.environ.update({k: env[k] for k in ("HF_HOME", "HF_HUB_CACHE", "HF_HUB_OFFLINE")})
+        os.environ.update({"HF_HUB_DISABLE_PROGRESS_BARS": "1", "TRANSFORMERS_VERBOSITY": "error",
+                           "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1"})
         run_dir = prepare(work)
         os.environ.clear()
         os.environ.update(saved)
@@ -401,10 +415,12 @@ def main(argv: list[str] | None = None) -> int:
         for nb in notebooks:
             res = run_notebook(nb, run_dir, env)
             results.append(res)
-            status = "ok" if res["error"] is None else f"ÉCHEC : {res['error']}"
+            status = "ok" if not res["errors"] else f"{len(res['errors'])} cellule(s) en erreur"
             print(f"{res['chapter']:18s} {res['ran']:3d}/{res['cells']:3d} cellules  {res['seconds']:6.0f} s  {status}",
                   flush=True)
-            failures += res["error"] is not None
+            for err in res["errors"]:
+                print(f"    {err}", flush=True)
+            failures += bool(res["errors"])
         total = sum(r["seconds"] for r in results)
         print(f"Total : {sum(r['ran'] for r in results)} cellules en {total:.0f} s ; "
               f"{failures} chapitre(s) en échec.", flush=True)
