@@ -33,7 +33,7 @@ export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
 JB := $(BIN)/jupyter-book build . --path-output . -W -n --keep-going
 NBMAKE_DIR := nbmake_out
 
-.PHONY: help book test serve venv assets web browser notebooks bench lock clean pdf texlive release test-install
+.PHONY: help book test serve venv assets web browser notebooks bench lock clean pdf texlive release test-install full-dry-run
 
 help:
 	@sed -n '2,8p' Makefile | sed 's/^# \{0,1\}//'
@@ -131,6 +131,12 @@ test: venv web assets browser texlive
 # Plusieurs minutes (paquets PyPI, conversion des modèles) : à lancer avant chaque version. CHAPTERS="01_anatomie 02_embeddings"
 test-install: venv
 	$(PY) -m tools.install_check $(CHAPTERS)
+
+# Répétition à blanc du profil full : doublures réduites des modèles (mêmes classes) dans un cache
+# Hugging Face temporaire, jeux du hub en fichiers locaux, hors ligne, sur CPU, budgets réduits (ATELIER_DRY_RUN=1).
+# Chaque cellule de chaque chapitre doit s'exécuter. À lancer avant chaque version. CHAPTERS="03 04" pour certains.
+full-dry-run: venv assets
+	$(PY) -m tools.full_dry_run $(CHAPTERS)
 
 # Publier une version : `make release VERSION=0.2.0` (numéro, cellules d'installation, commit, étiquette vX.Y.Z).
 release: venv

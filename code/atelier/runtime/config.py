@@ -20,6 +20,10 @@ l'on lit les variables d'environnement du livre :
 ``ATELIER_THREADS``
     Nombre de fils de calcul PyTorch (défaut : tous les cœurs disponibles).
     Voir :func:`num_threads`.
+``ATELIER_DRY_RUN``
+    ``1`` : répétition à blanc du profil ``full`` (``make full-dry-run``, ``tools/full_dry_run.py``) :
+    des doublures réduites des modèles, sur CPU, et des budgets réduits (époques, pas, effectifs)
+    pour que chaque cellule s'exécute en quelques secondes. Voir :func:`dry_run` et :func:`dry_budget`.
 ``HF_HUB_OFFLINE``, ``TRANSFORMERS_OFFLINE``, ``HF_DATASETS_OFFLINE``
     Variables de Hugging Face : l'une d'elles à ``1`` interdit le hub, pour les
     modèles comme pour les données. Seule :func:`hub_allowed` les lit ;
@@ -79,6 +83,24 @@ def profile_source() -> str:
     if os.environ.get("ATELIER_PROFILE", "").strip():
         return "variable ATELIER_PROFILE"
     return "détection automatique (GPU CUDA présent)" if _cuda_available() else "défaut (pas de GPU)"
+
+
+def dry_run() -> bool:
+    """Vrai pendant la répétition à blanc du profil ``full`` (``ATELIER_DRY_RUN=1``) : budgets réduits."""
+    value = os.environ.get("ATELIER_DRY_RUN", "").strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ValueError(f"ATELIER_DRY_RUN={value!r} n'est pas compris : valeurs acceptées 1 (répétition à blanc) ou 0.")
+
+
+def dry_budget(budget: dict, **dry) -> dict:
+    """``budget``, ou, pendant la répétition à blanc (:func:`dry_run`), ``budget`` mis à jour par ``dry``.
+
+    Les chapitres y passent leur plan du profil ``full`` : ``dry_budget(dict(epochs=10), epochs=1)``.
+    """
+    return {**budget, **dry} if dry_run() else dict(budget)
 
 
 def data_dir() -> Path:

@@ -1,0 +1,52 @@
+"""Doublures du profil full (tools/full_dry_run.py) : rangées sous leur identifiant, relues hors ligne."""
+
+import json
+
+import pytest
+
+from tools import full_dry_run as dry
+
+LINES = [dry._FALLBACK_TEXT] * 30
+
+
+@pytest.mark.parametrize("hub_id", ["distilgpt2", "almanach/camemberta-base"])
+def test_standin_loads_offline_under_hub_id(hub_id, tmp_path, monkeypatch):
+    import transformers as T
+
+    hub = tmp_path / "hub"
+    dry.save_standin(hub_id, hub, LINES)
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.setenv(var, "1")
+    model_class, tokenizer_class = dry.EXPECTED[hub_id]
+    model = getattr(T, model_class).from_pretrained(hub_id, cache_dir=str(hub))
+    auto = T.AutoModel.from_pretrained(hub_id, cache_dir=str(hub))
+    tok = T.AutoTokenizer.from_pretrained(hub_id, cache_dir=str(hub))
+    assert type(model).__name__ == model_class
+    assert model.config.num_hidden_layers == dry.LAYERS and model.config.hidden_size == dry.HIDDEN
+    assert type(auto).__name__ == model_class.replace("LMHeadModel", "Model").replace("ForMaskedLM", "Model")
+    assert type(tok).__name__ == tokenizer_class
+    snap = next((hub / ("models--" + hub_id.replace("/", "--")) / "snapshots").iterdir())
+    assert json.loads((snap / "tokenizer_config.json").read_text())["tokenizer_class"] == tokenizer_class
+    assert len(tok("Le modèle lit une phrase.").input_ids) > 2
+
+
+def test_standin_is_seeded(tmp_path):
+    import torch
+    import transformers as T
+
+    a = dry.save_standin("distilgpt2", tmp_path / "a", LINES)
+    b = dry.save_standin("distilgpt2", tmp_path / "b", LINES)
+    wa, wb = (T.GPT2LMHeadModel.from_pretrained(str(p)).transformer.wte.weight for p in (a, b))
+    assert torch.equal(wa, wb)
+
+
+def test_dry_budget(monkeypatch):
+    from atelier.runtime import config
+
+    monkeypatch.delenv("ATELIER_DRY_RUN", raising=False)
+    assert config.dry_budget({"epochs": 10}, epochs=1) == {"epochs": 10}
+    monkeypatch.setenv("ATELIER_DRY_RUN", "1")
+    assert config.dry_run() and config.dry_budget({"epochs": 10, "lr": 1e-3}, epochs=1) == {"epochs": 1, "lr": 1e-3}
+    monkeypatch.setenv("ATELIER_DRY_RUN", "peut-être")
+    with pytest.raises(ValueError, match="ATELIER_DRY_RUN"):
+        config.dry_run()
