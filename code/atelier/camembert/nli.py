@@ -18,8 +18,6 @@ désentrelacée » (``book/03_camembert.md``).
 
 from __future__ import annotations
 
-import os
-
 from collections.abc import Sequence
 
 import numpy as np
@@ -276,8 +274,7 @@ def training_arguments(output_dir, *, num_epochs: float = 10, eval_steps: int | 
         load_best_model_at_end=True, metric_for_best_model="f1_macro", greater_is_better=True,
         save_total_limit=2, save_only_model=True, logging_steps=logging_steps, seed=seed, data_seed=seed,
         report_to="none", dataloader_num_workers=0,
-        # la progression (barre tqdm ou tableau du notebook) sert à qui exécute ; un build (TQDM_DISABLE=1) n'en garde rien
-        disable_tqdm=os.environ.get("TQDM_DISABLE", "") not in ("", "0"),
+        disable_tqdm=config.progress_disabled(),  # la progression sert à qui exécute, pas à la page publiée
         train_sampling_strategy="group_by_length" if group_by_length else "random",
         use_cpu=not torch.cuda.is_available(), fp16=precision == "fp16", bf16=precision == "bf16",
     )
@@ -287,24 +284,17 @@ def training_arguments(output_dir, *, num_epochs: float = 10, eval_steps: int | 
 
 def make_trainer(model, tokenizer, train_dataset, eval_dataset, args, patience: int = 3):
     """``Trainer`` avec remplissage par lot, métriques NLI et arrêt précoce (patience ``patience``)."""
-    from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer
+    from transformers import DataCollatorWithPadding, EarlyStoppingCallback, PrinterCallback, Trainer
 
     trainer = Trainer(
         model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
         data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=compute_metrics,
         callbacks=[EarlyStoppingCallback(early_stopping_patience=patience)],
     )
-    # La perte de classification est une moyenne sur le lot : elle n'utilise pas
-    # ``num_items_in_batch``. Sans cette ligne, le ``Trainer`` (qui voit des
-    # ``**kwargs`` dans ``forward``) ne la divise pas par le nombre de morceaux
-    # accumulés : la perte d'entraînement journalisée serait multipliée par
-    # ``gradient_accumulation_steps``.
+    # La perte est une moyenne sur le lot (sans ``num_items_in_batch``) : sans cette ligne, le ``Trainer``
+    # ne la diviserait pas par les morceaux accumulés (perte journalisée × ``gradient_accumulation_steps``).
     trainer.model_accepts_loss_kwargs = False
-    if args.disable_tqdm:
-        # Sans barre, le ``Trainer`` imprime chaque journal (``{'loss': '1.0986', …}``) : l'historique reste
-        # dans ``trainer.state.log_history``, la page n'en montre que les courbes.
-        from transformers.trainer_callback import PrinterCallback
-
+    if args.disable_tqdm:  # sans barre, le Trainer imprimerait chaque journal (gardé dans state.log_history)
         trainer.remove_callback(PrinterCallback)
     return trainer
 

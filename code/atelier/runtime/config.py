@@ -164,6 +164,11 @@ def hub_endpoint() -> str:
     return os.environ.get("HF_ENDPOINT", "").strip() or "https://huggingface.co"
 
 
+def progress_disabled() -> bool:
+    """Vrai quand ``TQDM_DISABLE`` coupe les barres de progression (builds et tests : ``make`` l'exporte)."""
+    return os.environ.get("TQDM_DISABLE", "") not in ("", "0")
+
+
 def jupyterhub_prefix() -> str | None:
     """Chemin du serveur Jupyter sous JupyterHub, comme sur Binder (``/user/…/``), ``None`` ailleurs."""
     value = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "").strip()
