@@ -1,9 +1,0 @@
-"""Chapitre 04, « LoRA et NF4 » (``book/04_lora_nf4.md``).
-
-- ``lora`` : LoRA refait à la main, comparé à peft ;
-- ``nf4`` : quantification NF4 refaite à la main, comparée à bitsandbytes ;
-- ``quantization`` : chargement en 4 bits avec bitsandbytes (réglages, couches NF4) ;
-- ``memory`` : calculatrice de mémoire, confrontée aux modèles chargés ;
-- ``chat`` : dialogues, chat template et interface (``python -m atelier.lora_nf4.chat``) ;
-- ``sft`` : fine-tuning QLoRA (``python -m atelier.lora_nf4.sft``).
-"""
