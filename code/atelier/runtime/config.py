@@ -85,14 +85,19 @@ def profile_source() -> str:
     return "détection automatique (GPU CUDA présent)" if _cuda_available() else "défaut (pas de GPU)"
 
 
-def dry_run() -> bool:
-    """Vrai pendant la répétition à blanc du profil ``full`` (``ATELIER_DRY_RUN=1``) : budgets réduits."""
-    value = os.environ.get("ATELIER_DRY_RUN", "").strip().lower()
+def _env_flag(var: str, meaning: str) -> bool:
+    """Un drapeau oui/non lu dans l'environnement ; une valeur incomprise est une erreur, pas un « non »."""
+    value = os.environ.get(var, "").strip().lower()
     if value in _TRUE:
         return True
     if value in _FALSE:
         return False
-    raise ValueError(f"ATELIER_DRY_RUN={value!r} n'est pas compris : valeurs acceptées 1 (répétition à blanc) ou 0.")
+    raise ValueError(f"{var}={value!r} n'est pas compris : valeurs acceptées 1 ({meaning}) ou 0.")
+
+
+def dry_run() -> bool:
+    """Vrai pendant la répétition à blanc du profil ``full`` (``ATELIER_DRY_RUN=1``) : budgets réduits."""
+    return _env_flag("ATELIER_DRY_RUN", "répétition à blanc")
 
 
 def dry_budget(budget: dict, **dry) -> dict:
@@ -189,12 +194,7 @@ def secret(var: str) -> str:
 
 def fp32_forced() -> bool:
     """Vrai si ``ATELIER_FP32`` impose le calcul en float32 sur CPU."""
-    value = os.environ.get("ATELIER_FP32", "").strip().lower()
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise ValueError(f"ATELIER_FP32={value!r} n'est pas compris : valeurs acceptées 1 (float32 imposé) ou 0.")
+    return _env_flag("ATELIER_FP32", "float32 imposé")
 
 
 def cpu_native_bf16() -> bool:
