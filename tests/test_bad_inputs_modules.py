@@ -31,7 +31,7 @@ def _t(*shape, dtype=torch.float32):
 
 
 def _anatomie():
-    from atelier.anatomie import attention as A, generation as G, perplexity as P
+    from atelier.anatomie import attention as A, generation as G, perplexity as P, tokenization as T
 
     q = torch.randn(2, 4, 5, 8)
     return "atelier.anatomie", [
@@ -76,6 +76,15 @@ def _anatomie():
         ("token_nll(liste)", lambda c: P.token_nll(c.gpt2, [[1, 2]], max_length=8, stride=4), TypeError, "input_ids"),
         ("sliding_windows(stride=0)", lambda c: P.sliding_windows(20, 8, 0, 1), ValueError, "stride"),
         ("sliding_windows(length=0)", lambda c: P.sliding_windows(20, 0, 4, 1), ValueError, "length"),
+        ("repeat_kv(n_rep=0)", lambda c: A.repeat_kv(q, 0), ValueError, "n_rep"),
+        ("repeat_kv(n_rep=1.5)", lambda c: A.repeat_kv(q, 1.5), TypeError, "n_rep"),
+        ("repeat_kv(x 3D)", lambda c: A.repeat_kv(_t(4, 5, 8), 2), TypeError, "(B, H_kv, T, D)"),
+        ("count_words(nombre)", lambda c: T.count_words(3), TypeError, "text"),
+        ("count_pairs(liste)", lambda c: T.count_pairs([("a", "b")]), TypeError, "words"),
+        ("count_pairs(effectif négatif)", lambda c: T.count_pairs({("a", "b"): -1}), ValueError, "effectif"),
+        ("merge_pair(paire de trois)", lambda c: T.merge_pair({("a", "b"): 1}, ("a", "b", "c")), TypeError, "pair"),
+        ("merge_pair(paire en chaîne)", lambda c: T.merge_pair({("a", "b"): 1}, "ab"), TypeError, "pair"),
+        ("train_bpe(n_merges=-1)", lambda c: T.train_bpe("le chat", -1), ValueError, "n_merges"),
     ]
 
 
@@ -268,6 +277,7 @@ def _finetuning():
     loop = dict(epochs=1, batch_size=2, seed=0, warmup_ratio=0.1, weight_decay=0.0)
     return "atelier.finetuning", [
         ("FinetuneConfig(lr='1e-3')", lambda c: F.FinetuneConfig(lr="1e-3"), TypeError, "lr"),
+        ("dir_size_mb(dossier absent)", lambda c: F.dir_size_mb("/dossier/absent"), ValueError, "/dossier/absent"),
         ("FinetuneConfig(weight_decay NaN)", lambda c: F.FinetuneConfig(weight_decay=NAN), ValueError, "weight_decay"),
         ("FinetuneConfig(freeze_layers=True)", lambda c: F.FinetuneConfig(freeze_layers=True), TypeError,
          "freeze_layers"),

@@ -82,3 +82,14 @@ def test_latex_table_is_french_and_escaped():
     assert r"a\_b" in tex and r"12.5 \%" in tex and r"jeu\_de" in tex and r"\toprule" in tex
     tex = display.latex_table(df)
     assert "0,1250" in tex and "2\u202f307" in tex
+
+
+def test_french_table_escapes_html_but_not_latex():
+    """Un texte entre chevrons (« <bos> », l'octet « <C5> ») reste visible : échappé en HTML, tel quel en LaTeX."""
+    df = pd.DataFrame({"jeton <b>": ["<bos>", "a & b"], "p": [0.5, 0.25]}, index=["<C5>", "x"])
+    page = display.french_table(df).to_html()
+    assert "&lt;bos&gt;" in page and "&lt;C5&gt;" in page and "jeton &lt;b&gt;" in page and "a &amp; b" in page
+    assert "<bos>" not in page and "<b>" not in page
+    assert "0,5" in page
+    tex = display.latex_table(display.french_table(df))
+    assert "<bos>" in tex and "a \\& b" in tex and "&lt;" not in tex and "<C5>" in tex

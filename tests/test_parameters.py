@@ -36,5 +36,5 @@ def test_disk_bytes_files_and_folders(tmp_path):
     (tmp_path / "c.bin").write_bytes(b"z" * 5)
     assert disk_bytes(tmp_path / "d") == 128
     assert disk_bytes(tmp_path / "d", tmp_path / "c.bin") == 133
-    with pytest.raises(FileNotFoundError, match="ni un fichier"):
+    with pytest.raises(ValueError, match="ni un fichier"):
         disk_bytes(tmp_path / "absent")

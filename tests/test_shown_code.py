@@ -177,3 +177,19 @@ def test_checker_rejects_unknown_names_modules_and_empty_cells():
     assert "inventee n'est pas défini dans atelier.anatomie.attention" in problems[0]
     assert "atelier.anatomie.inexistant n'existe pas" in problems[1]
     assert "ne définit aucune fonction" in problems[2]
+
+
+def test_sync_tool_copies_the_module_definition():
+    """``python -m tools.shown`` remet dans la cellule le texte du module ; le reste de la cellule ne bouge pas."""
+    from tools import shown
+
+    drifted = ("# atelier.anatomie.attention : code du module, tel quel\n"
+               "from atelier.anatomie.attention import check_repeat_kv   # import libre\n\n\n"
+               "def repeat_kv(x, n_rep):\n    return x  # copie périmée\n\n\nprint('fin')")
+    synced = shown.sync_cell(drifted)
+    assert "copie périmée" not in synced and synced.endswith("print('fin')")
+    assert "import libre" in synced
+    assert not shown_code_problems([(0, synced)], "essai")
+    assert shown_code_problems([(0, drifted)], "essai")
+    unmarked = "def repeat_kv(x, n_rep):\n    return x\n"
+    assert shown.sync_cell(unmarked) == unmarked

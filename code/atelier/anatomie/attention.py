@@ -120,8 +120,17 @@ def causal_mask(length, *, sliding_window=None, device=None):
     return mask
 
 
+def check_repeat_kv(x, n_rep) -> None:
+    """Vérifie ``x`` (tenseur ``(B, H_kv, T, D)``) et ``n_rep`` (entier ≥ 1) pour :func:`repeat_kv`."""
+    if not isinstance(x, torch.Tensor) or x.dim() != 4:
+        got = f"un tenseur de forme {_shape(x)}" if isinstance(x, torch.Tensor) else type(x).__name__
+        raise TypeError(f"x doit être un torch.Tensor de forme (B, H_kv, T, D) ; reçu {got}.")
+    check_int("n_rep", n_rep, min=1)
+
+
 def repeat_kv(x, n_rep):
     """Attention groupée (GQA) : répète chaque tête K/V ``n_rep`` fois, ``(B, H_kv, T, D) → (B, H_kv·n_rep, T, D)``."""
+    check_repeat_kv(x, n_rep)  # x de forme (B, H_kv, T, D), n_rep entier ≥ 1 (0 rendrait un tenseur vide)
     if n_rep == 1:
         return x
     return torch.repeat_interleave(x, n_rep, dim=1)

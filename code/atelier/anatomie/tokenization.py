@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Mapping
 
 from atelier.runtime.checks import check_int
 
@@ -104,6 +105,8 @@ def token_bytes(tokenizer, token_id: int) -> bytes:
 
 def count_words(text: str) -> int:
     """Nombre de mots (suites de lettres ou de chiffres) de ``text``."""
+    if not isinstance(text, str):
+        raise TypeError(f"text doit être une chaîne de caractères ; reçu {type(text).__name__}.")
     return len(WORD_RE.findall(text))
 
 
@@ -124,8 +127,20 @@ def word_fertility(tokenizer, words) -> dict[str, int]:
     return {w: len(encode(tokenizer, " " + w)) for w in words}
 
 
+def check_words(words) -> None:
+    """``words`` doit être un dictionnaire {tuple de symboles : effectif entier}."""
+    if not isinstance(words, Mapping):
+        raise TypeError(f"words doit être un dictionnaire {{tuple de symboles : effectif}} ; reçu {type(words).__name__}.")
+    for symbols, n in words.items():
+        if not isinstance(symbols, tuple) or not all(isinstance(s, str) for s in symbols):
+            raise TypeError(f"words : chaque clé doit être un tuple de chaînes ; reçu {symbols!r}.")
+        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+            raise ValueError(f"words : chaque effectif doit être un entier ≥ 0 ; reçu {n!r} pour {symbols!r}.")
+
+
 def count_pairs(words):
-    """Occurrences de chaque paire de symboles voisins ; ``words`` : {tuple de symboles : effectif}."""
+    """Occurrences de chaque paire de symboles voisins ; ``words`` : {tuple de symboles : effectif}."""
+    check_words(words)
     pairs = Counter()
     for symbols, n in words.items():
         for pair in zip(symbols, symbols[1:]):
@@ -135,6 +150,9 @@ def count_pairs(words):
 
 def merge_pair(words, pair):
     """Remplace, dans chaque mot, chaque occurrence de ``pair`` par le symbole fusionné."""
+    check_words(words)
+    if not (isinstance(pair, tuple) and len(pair) == 2 and all(isinstance(s, str) and s for s in pair)):
+        raise TypeError(f"pair doit être un tuple de deux symboles (chaînes non vides) ; reçu {pair!r}.")
     merged, out = pair[0] + pair[1], Counter()
     for symbols, n in words.items():
         new, i = [], 0

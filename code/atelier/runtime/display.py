@@ -19,6 +19,7 @@ Un chapitre qui veut un format précis le donne à :func:`french_table`
 from __future__ import annotations
 
 import hashlib
+import html
 import math
 import numbers
 
@@ -58,7 +59,9 @@ def french_table(data, decimals: dict | int | None = None, index: bool = True):
 
     ``decimals`` : un entier pour toutes les colonnes, ou un dictionnaire
     ``{colonne: décimales}`` ; les colonnes absentes sont réglées par
-    :func:`auto_decimals`. ``index=False`` masque l'index.
+    :func:`auto_decimals`. ``index=False`` masque l'index. Les textes (cellules,
+    index, en-têtes) sont échappés pour le HTML, comme dans l'affichage par
+    défaut de pandas : « <bos> » reste visible sur la page.
     """
     import pandas as pd
 
@@ -85,8 +88,10 @@ def french_table(data, decimals: dict | int | None = None, index: bool = True):
     styler = data.style.set_uuid(hashlib.sha1(repr(data).encode()).hexdigest()[:8])  # même page à chaque build
     styler = styler.set_table_attributes('class="dataframe"')
     for col, d in per_column.items():
-        styler = styler.format(lambda v, d=d: MISSING if _missing(v) else _cell(v, d), subset=[col])
-    styler = styler.format_index(lambda v: _cell(v, 0) if not isinstance(v, float) else _cell(v, 2), axis=0)
+        styler = styler.format(lambda v, d=d: MISSING if _missing(v) else _cell(v, d), subset=[col], escape="html")
+    styler = styler.format_index(lambda v: _cell(v, 0) if not isinstance(v, float) else _cell(v, 2), axis=0,
+                                 escape="html")
+    styler = styler.format_index(str, axis=1, escape="html")
     if not index:
         styler = styler.hide(axis="index")
     return styler
@@ -118,7 +123,7 @@ def latex_table(styler) -> str:
     for r, row in enumerate(ctx["body"]):
         cells = [c for c in row if c.get("type") == "td"]
         for j, cell in enumerate(cells[: shown.shape[1]]):
-            shown.iat[r, j] = cell.get("display_value", "")
+            shown.iat[r, j] = html.unescape(str(cell.get("display_value", "")))  # texte, pas HTML
     shown.columns = [_latex_escape(c) for c in shown.columns]
     shown.index = [_latex_escape(i) for i in shown.index]
     return shown.map(_latex_escape).to_latex(escape=False)
@@ -145,9 +150,9 @@ def install() -> None:
 
     pd.set_option("styler.render.max_rows", 60)  # comme l'affichage par défaut de pandas
     pd.set_option("styler.render.max_columns", 30)
-    html = shell.display_formatter.formatters["text/html"]
-    html.for_type(pd.DataFrame, lambda df: french_table(df).to_html())
-    html.for_type(pd.Series, lambda s: french_table(s).to_html())
+    html_formatter = shell.display_formatter.formatters["text/html"]
+    html_formatter.for_type(pd.DataFrame, lambda df: french_table(df).to_html())
+    html_formatter.for_type(pd.Series, lambda s: french_table(s).to_html())
     from pandas.io.formats.style import Styler
 
     latex = shell.display_formatter.formatters["text/latex"]  # l'édition PDF lit cette sortie

@@ -27,7 +27,7 @@ def disk_bytes(*paths) -> int:
     """Taille sur disque, en octets, de fichiers ou de dossiers (tout leur contenu).
 
     Un identifiant du hub Hugging Face (profil full) compte pour sa copie dans le
-    cache local, sans téléchargement ; un chemin absent lève ``FileNotFoundError``.
+    cache local, sans téléchargement ; un chemin absent lève ``ValueError``.
     """
     from pathlib import Path
 
@@ -40,7 +40,7 @@ def disk_bytes(*paths) -> int:
 
                 path = Path(snapshot_download(str(p), local_files_only=True))
             except Exception as exc:  # noqa: BLE001 - identifiant inconnu ou absent du cache
-                raise FileNotFoundError(f"{p} : ni un fichier, ni un dossier, ni un modèle du cache du hub.") from exc
+                raise ValueError(f"paths : {str(p)!r} n'est ni un fichier, ni un dossier, ni un modèle du cache du hub.") from exc
         total += path.stat().st_size if path.is_file() else sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
     return total
 
