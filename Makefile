@@ -88,7 +88,7 @@ book: venv web assets
 	$(PY) -m tools.build check-pairs
 	$(PY) -m tools.typography check book/*.md
 	$(JB)
-	$(PY) -m tools.outputs _build/html
+	$(PY) -m tools.outputs _build/html/book
 	@echo "Livre écrit dans _build/html/index.html"
 
 # Le PDF reprend le cache d'exécution du site (make book d'abord : sans ré-exécution s'il est chaud),

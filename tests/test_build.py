@@ -140,6 +140,9 @@ def test_builds_fail_on_english_numbers_in_outputs():
     makefile = (Path(__file__).resolve().parents[1] / "Makefile").read_text("utf-8")
     book = makefile.split("\nbook:", 1)[1].split("\n\n", 1)[0]
     test = makefile.split("\ntest:", 1)[1].split("\n\n", 1)[0]
-    assert "tools.outputs _build/html" in book and "tools.typography check" in book
+    assert "tools.outputs _build/html/book" in book and "tools.typography check" in book
+    # jupyter-book écrit les pages là où sont les sources : book/NN_slug.md → _build/html/book/NN_slug.html.
+    sources = {p.parent.relative_to(build.BOOK_DIR.parent).as_posix() for p in build.chapter_sources()}
+    assert sources == {"book"}, sources
     assert "tools.outputs $(NBMAKE_DIR)" in test
     assert test.index("tools.outputs") < test.index("import-executed")
