@@ -221,7 +221,7 @@ def test_sft_dry_estimate_shows_the_defaults_fit_a_t4(t4, capsys):
     out = capsys.readouterr().out
     assert est["precision"] == "fp16" and "Mistral-7B" in out and "tient dans" in out
     assert est["total_bytes"] <= memory.T4_BUDGET_BYTES
-    same = memory.finetune_memory(memory.MISTRAL_7B, "qlora", r=16, batch_size=4, seq_len=512, other_dtype="fp16")
+    same = memory.finetune_memory(memory.MISTRAL_7B, "qlora", r=16, batch_size=4, seq_len=512)  # fp16 : 2 octets
     assert est["total_bytes"] == same["total_bytes"]  # la calculatrice du chapitre 04, pas une autre formule
     # Sans gradient checkpointing, les séquences du document (1 024 jetons) ne tiennent plus.
     big = sft.main(["--dry-estimate", "--no-gradient-checkpointing", "--max-length", "1024"])
@@ -344,12 +344,16 @@ def test_classifier_head_and_batches_follow_the_encoder(tokenizer):
         backbone = BertModel(BertConfig(vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=1,
                                         num_attention_heads=2, intermediate_size=32, max_position_embeddings=64))
     assert MeanPoolClassifier(backbone, 3).head.weight.device.type == "meta"
-    encoder = SimpleNamespace(tokenizer=tokenizer, __getitem__=None)
-    fake = type("FakeEncoder", (), {"tokenizer": tokenizer, "__getitem__": lambda self, i: SimpleNamespace(auto_model=backbone)})()
-    clf = TorchClassifier(fake, 3, FinetuneConfig(), "full")
+    class FakeEncoder:  # ce que TorchClassifier lit d'un SentenceTransformer
+        def __init__(self):
+            self.tokenizer = tokenizer
+
+        def __getitem__(self, i):
+            return SimpleNamespace(auto_model=backbone)
+
+    clf = TorchClassifier(FakeEncoder(), 3, FinetuneConfig(), "full")
     batch = clf._batch(["le chat dort", "la pluie tombe sur le toit"])
     assert {v.device.type for v in batch.values()} == {"meta"}
-    del encoder
 
 
 @pytest.fixture(scope="module")

@@ -194,7 +194,7 @@ def check_finetune_options(method, grad_bytes=None, optimizer_bytes=8, master_by
 def finetune_memory(config, method: str = "qlora", r: int = 16, target_modules: Iterable[str] = ("q_proj", "k_proj", "v_proj", "o_proj"),
                     weight_precision: str | None = None, grad_bytes: int | None = None, optimizer_bytes: int = 8,
                     master_bytes: int = 0, double_quant: bool = True, batch_size: int = 0, seq_len: int = 0,
-                    checkpointing: bool = True, other_dtype: str = "bf16", activation_bytes: int = 2) -> dict:
+                    checkpointing: bool = True) -> dict:
     """Mémoire d'un fine-tuning (poids + gradients + états de l'optimiseur [+ activations]), en octets.
 
     ``method`` :
@@ -210,8 +210,7 @@ def finetune_memory(config, method: str = "qlora", r: int = 16, target_modules: 
       défaut).
 
     Les activations ne sont comptées que si ``batch_size`` et ``seq_len`` sont
-    donnés (voir :func:`activation_memory`), à ``activation_bytes`` octets par valeur
-    (2 en fp16 ou bf16, 4 en float32) ; ``other_dtype`` : type des poids non quantifiés en QLoRA.
+    donnés (voir :func:`activation_memory`).
     """
     from atelier.lora_nf4.lora import lora_parameter_count
 
@@ -226,7 +225,7 @@ def finetune_memory(config, method: str = "qlora", r: int = 16, target_modules: 
         trainable_bytes = n_train * master_bytes
     else:
         weight_precision = weight_precision or ("nf4" if method == "qlora" else "bf16")
-        weights = weights_memory(model, weight_precision, other_dtype=other_dtype, double_quant=double_quant)
+        weights = weights_memory(model, weight_precision, double_quant=double_quant)
         n_train = lora_parameter_count(model, r, target_modules)
         gb = 4 if grad_bytes is None else grad_bytes
         trainable_bytes = n_train * 4  # adaptateurs en float32
@@ -239,8 +238,7 @@ def finetune_memory(config, method: str = "qlora", r: int = 16, target_modules: 
         "gradients_bytes": n_train * gb,
         "optimizer_bytes": n_train * optimizer_bytes,
     }
-    out["activations_bytes"] = (activation_memory(model, batch_size, seq_len, checkpointing, activation_bytes)
-                                if batch_size and seq_len else 0)
+    out["activations_bytes"] = activation_memory(model, batch_size, seq_len, checkpointing) if batch_size and seq_len else 0
     out["total_bytes"] = sum(v for k, v in out.items() if k.endswith("_bytes"))
     return out
 
@@ -344,15 +342,21 @@ def recipe_estimate(config=None, *, r: int = 16, target_modules: Iterable[str] =
                     four_bit: bool = True, double_quant: bool = True, precision: str = "fp16") -> dict:
     """Mémoire estimée d'un affinage LoRA ou QLoRA réglé comme ``python -m atelier.lora_nf4.sft`` (défaut : Mistral-7B).
 
-    ``precision`` (``bf16``, ``fp16`` ou ``fp32``) : type des calculs et des poids non quantifiés ; il fixe
-    les octets par activation (2 ou 4). Renvoie le détail de :func:`finetune_memory`.
+    :func:`finetune_memory`, dont poids non quantifiés et activations sont recomptés dans ``precision``
+    (``bf16``, ``fp16`` : 2 octets par valeur ; ``fp32`` : 4). Renvoie le même détail.
     """
     check_precision(precision, tuple(_FLOAT_BYTES))
-    config = MISTRAL_7B if config is None else config
-    return finetune_memory(config, "qlora" if four_bit else "lora", r=r, target_modules=tuple(target_modules),
-                           weight_precision="nf4" if four_bit else precision, double_quant=double_quant,
-                           batch_size=batch_size, seq_len=seq_len, checkpointing=gradient_checkpointing,
-                           other_dtype=precision, activation_bytes=_FLOAT_BYTES[precision])
+    model = meta_model(MISTRAL_7B if config is None else config)
+    weight_precision = "nf4" if four_bit else precision
+    out = finetune_memory(model, "qlora" if four_bit else "lora", r=r, target_modules=tuple(target_modules),
+                          weight_precision=weight_precision, double_quant=double_quant, batch_size=batch_size,
+                          seq_len=seq_len, checkpointing=gradient_checkpointing)
+    out["weights_bytes"] = weights_memory(model, weight_precision, precision, double_quant)["total_bytes"]
+    if batch_size and seq_len:
+        out["activations_bytes"] = activation_memory(model, batch_size, seq_len, gradient_checkpointing,
+                                                     _FLOAT_BYTES[precision])
+    out["total_bytes"] = sum(v for k, v in out.items() if k.endswith("_bytes") and k != "total_bytes")
+    return out
 
 
 def describe_estimate(estimate: dict, budget_bytes: int = T4_BUDGET_BYTES) -> str:

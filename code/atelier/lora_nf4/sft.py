@@ -33,7 +33,7 @@ from atelier.lora_nf4.chat import IGNORE_INDEX, load_dialogues, load_model, spli
 from atelier.lora_nf4.quantization import keep_4bit_trainable, packed_for_inference
 from atelier.runtime.checks import check_float, check_int
 from atelier.runtime.cli import Parser
-from atelier.runtime.config import PRECISION_CHOICES, grad_scaler, model_device, precision_name, resolve_precision
+from atelier.runtime.config import PRECISION_CHOICES, grad_scaler, model_device, precision_name, resolve_precision, seed_everything
 
 __all__ = [
     "DEFAULT_TARGETS",
@@ -152,8 +152,7 @@ def train(model, examples: Sequence[dict], pad_id: int, *, max_steps: int | None
     lr = check_float("lr", lr, min=0, min_open=True)
     warmup_steps = check_int("warmup_steps", warmup_steps, min=0)
     seed = check_int("seed", seed, min=0)
-    accelerator = accelerator or Accelerator(cpu=model_device(model).type == "cpu")
-    scaler = grad_scaler(model_device(model), dtype=getattr(model, "dtype", None))  # inactif hors float16
+    accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available())
     generator = torch.Generator().manual_seed(seed)
     loader = DataLoader(list(examples), batch_size=batch_size, shuffle=True, generator=generator,
                         collate_fn=lambda b: collate(b, pad_id))
@@ -168,6 +167,8 @@ def train(model, examples: Sequence[dict], pad_id: int, *, max_steps: int | None
         )
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    # GradScaler du type de calcul du modèle (inactif hors float16), là où accelerate l'a placé.
+    scaler = grad_scaler(model_device(model), dtype=getattr(accelerator.unwrap_model(model), "dtype", None))
     steps_per_epoch = max(1, len(loader) // grad_accum)
     total_steps = max_steps if max_steps else max(1, math.ceil(epochs * steps_per_epoch))
     scheduler = get_linear_schedule_with_warmup(optimizer, warmup_steps, total_steps)
@@ -347,15 +348,15 @@ def main(argv: list[str] | None = None) -> dict:
     from accelerate import Accelerator
 
     from atelier.lora_nf4 import memory
-    from atelier.runtime.config import seed_everything
+    from atelier.runtime.fmt import nombre
 
     p = parser()
     args = p.parse_args(argv)
     if args.dry_estimate:
         est = estimate(args)
         what = args.model or "Mistral-7B (configuration publique)"
-        print(f"{what}, {'QLoRA (NF4)' if not args.no_4bit else 'LoRA'}, {est['precision']}, lot {args.batch_size} × "
-              f"{args.max_length} jetons, gradient checkpointing {'oui' if args.gradient_checkpointing else 'non'}. "
+        print(f"{what}, {'QLoRA (NF4)' if not args.no_4bit else 'LoRA'}, {est['precision']}, lot {nombre(args.batch_size)} × "
+              f"{nombre(args.max_length)} jetons, gradient checkpointing {'oui' if args.gradient_checkpointing else 'non'}. "
               f"{memory.describe_estimate(est)}", flush=True)
         return est
     if not (args.model and args.output):
