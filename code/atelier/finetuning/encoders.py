@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 from torch import nn
 
 from atelier.embeddings.cache import EmbeddingCache
@@ -78,8 +79,6 @@ def load_encoder(path: str | Path, device=None):
     Le module ``Normalize`` éventuel est retiré (la normalisation devient une
     option explicite) ; le « pooler » BERT, inutilisé par la moyenne, aussi.
     """
-    import torch
-
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
     from transformers.utils import logging as hf_logging
