@@ -29,6 +29,7 @@ import time
 import torch
 
 from atelier.runtime.checks import check_float, check_int, check_type
+from atelier.runtime.config import model_device, to_device
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 ARTICLES = ("le", "la", "les", "un", "une", "des", "du")  # articles de la sonde linguistique
@@ -192,7 +193,7 @@ def unigram_loss(train_blocks: torch.Tensor, batches: list[dict[str, torch.Tenso
 
 
 def position_ids(model, batch_size: int, length: int, offset: int = 0) -> torch.Tensor:
-    """Positions absolues (B, T) que le modèle utiliserait, décalées de ``offset``.
+    """Positions absolues (B, T) que le modèle utiliserait, décalées de ``offset``, sur le périphérique du modèle.
 
     RoBERTa numérote à partir de ``pad_token_id + 1`` ; DeBERTa-v2 (sans
     position absolue en entrée) reçoit ces indices et les ignore.
@@ -200,7 +201,7 @@ def position_ids(model, batch_size: int, length: int, offset: int = 0) -> torch.
     if not isinstance(offset, int) or offset < 0:
         raise ValueError(f"offset doit être un entier ≥ 0, reçu {offset!r}.")
     start = model.config.pad_token_id + 1 if model.config.model_type in ("roberta", "camembert") else 0
-    return (torch.arange(length) + start + offset).expand(batch_size, length)  # (B, T)
+    return (torch.arange(length, device=model_device(model)) + start + offset).expand(batch_size, length)  # (B, T)
 
 
 @torch.no_grad()
@@ -208,15 +209,15 @@ def mlm_loss(model, batches: list[dict[str, torch.Tensor]], offset: int = 0) -> 
     """Perte MLM moyenne (par jeton masqué) sur des lots fixes, en mode évaluation.
 
     ``offset`` : décale toutes les positions absolues (test de décalage) ; le
-    texte et les masques ne changent pas.
+    texte et les masques ne changent pas. Les lots vont sur le périphérique du modèle.
     """
     was = model.training
     model.eval()
-    total, count = 0.0, 0
+    total, count, device = 0.0, 0, model_device(model)
     for b in batches:
-        n = int((b["labels"] != -100).sum())
+        n = int((b["labels"] != -100).sum())  # compté sur le lot d'origine, sans attendre le GPU
         extra = {"position_ids": position_ids(model, *b["input_ids"].shape, offset)} if offset else {}
-        total += float(model(**b, **extra).loss) * n
+        total += float(model(**to_device(b, device), **extra).loss) * n
         count += n
     model.train(was)
     return total / max(count, 1)
@@ -247,9 +248,11 @@ def article_probe(model, blocks: torch.Tensor, tokenizer, words=ARTICLES, batch_
 
     Tous les articles d'un bloc sont masqués ensemble (le reste du texte est
     visible) ; la prédiction est l'article de plus forte probabilité.
-    Renvoie ``(vrais, prédits)``, deux tableaux d'indices dans ``words``.
+    Renvoie ``(vrais, prédits)``, deux tableaux d'indices dans ``words``. Les
+    entrées du modèle vont sur son périphérique ; masques et vérités restent sur celui de ``blocks``.
     """
-    ids = torch.tensor(article_ids(tokenizer, words))
+    ids = torch.tensor(article_ids(tokenizer, words), device=blocks.device)
+    device = model_device(model)
     was = model.training
     model.eval()
     truth, pred = [], []
@@ -260,12 +263,13 @@ def article_probe(model, blocks: torch.Tensor, tokenizer, words=ARTICLES, batch_
             continue
         truth.append((x[where][:, None] == ids[None, :]).float().argmax(1))
         x[where] = tokenizer.mask_token_id
+        x = x.to(device)
         logits = model(input_ids=x, attention_mask=torch.ones_like(x)).logits  # (B, T, V)
-        pred.append(logits[where][:, ids].argmax(1))
+        pred.append(logits[where.to(logits.device)][:, ids.to(logits.device)].argmax(1).cpu())
     model.train(was)
     if not truth:
         raise ValueError("Aucun article dans les blocs : impossible de sonder.")
-    return torch.cat(truth).numpy(), torch.cat(pred).numpy()
+    return torch.cat(truth).cpu().numpy(), torch.cat(pred).numpy()
 
 
 def pretrain(model, train_batches, val_batches, *, lr: float = 1e-3, warmup: int = 20, eval_every: int = 20,
@@ -278,7 +282,7 @@ def pretrain(model, train_batches, val_batches, *, lr: float = 1e-3, warmup: int
     perte sur les lots de validation. Chaque ligne d'historique :
     ``step``, ``tokens`` (jetons vus), ``train_loss`` (moyenne depuis la
     dernière évaluation), ``val_loss``, ``seconds``. ``progress=False`` masque
-    la barre de progression.
+    la barre de progression. Les lots vont sur le périphérique du modèle.
     """
     from tqdm.auto import tqdm
     from transformers import get_linear_schedule_with_warmup
@@ -290,8 +294,9 @@ def pretrain(model, train_batches, val_batches, *, lr: float = 1e-3, warmup: int
     sched = get_linear_schedule_with_warmup(opt, warmup, len(train_batches))
     hist = [{"step": 0, "tokens": 0, "train_loss": math.nan, "val_loss": mlm_loss(model, val_batches), "seconds": 0.0}]
     model.train()
-    t0, running, n_run, tokens = time.perf_counter(), 0.0, 0, 0
+    t0, running, n_run, tokens, device = time.perf_counter(), 0.0, 0, 0, model_device(model)
     for step, batch in enumerate(tqdm(train_batches, desc=desc, unit="pas", disable=not progress), start=1):
+        batch = to_device(batch, device)
         loss = model(**batch).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

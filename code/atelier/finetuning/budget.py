@@ -46,7 +46,7 @@ class FinetuneConfig:
     C: float = 10.0  # régression logistique (frozen, setfit)
     normalize: bool = True  # normalisation L2 des embeddings avant la régression logistique
     encode_batch_size: int = 64
-    bf16: bool = False  # précision mixte bfloat16 (torch.autocast), appliquée seulement si config.use_bf16("cpu")
+    bf16: bool = False  # précision mixte (torch.autocast) sur le périphérique de l'encodeur, si config.compute_dtype la permet
     probe_init: bool = True  # lora, full : tête initialisée par une régression logistique sur les embeddings gelés (LP-FT)
 
     def __post_init__(self):

@@ -22,6 +22,7 @@ from atelier.finetuning.fewshot import check_texts
 from atelier.finetuning.training import contrastive_finetune, contrastive_pairs, train_loop
 from atelier.parameters import count_parameters
 from atelier.runtime.checks import check_int
+from atelier.runtime.config import grad_scaler, model_device, to_device
 
 class FrozenClassifier:
     """Embeddings de l'encodeur (partagé, jamais modifié) + régression logistique."""
@@ -113,7 +114,7 @@ class MeanPoolClassifier(nn.Module):
     def __init__(self, backbone: nn.Module, n_classes: int):
         super().__init__()
         self.backbone = backbone
-        self.head = nn.Linear(backbone.config.hidden_size, n_classes)
+        self.head = nn.Linear(backbone.config.hidden_size, n_classes, device=model_device(backbone))
 
     def embed(self, input_ids, attention_mask, **kwargs) -> torch.Tensor:
         hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state  # (B, T, H)
@@ -155,14 +156,18 @@ class TorchClassifier:
         return MeanPoolClassifier(backbone, self.n_classes)
 
     def _batch(self, texts: list[str]) -> dict[str, torch.Tensor]:
-        return self.tokenizer([self.cfg.prefix + t for t in texts], padding=True, truncation=True,
-                              max_length=self.cfg.max_length, return_tensors="pt")
+        """Lot tokenisé, sur le périphérique du modèle (celui de l'encodeur)."""
+        batch = self.tokenizer([self.cfg.prefix + t for t in texts], padding=True, truncation=True,
+                               max_length=self.cfg.max_length, return_tensors="pt")
+        return to_device(batch, model_device(self.model if self.model is not None else self._base))
 
     def fit(self, texts, y, seed: int = 0):
         texts, y = check_texts(texts), torch.as_tensor(np.asarray(y), dtype=torch.long)
         self.model = model = self.build_model(seed)
         if self.cfg.probe_init:
             self.init_head_from_probe(texts, y.numpy())
+        device = model_device(model)
+        y = y.to(device)
         model.train()
         body = [p for p in model.backbone.parameters() if p.requires_grad]
         groups = [{"params": body, "lr": self.cfg.lr_for(self.approach)},
@@ -170,7 +175,7 @@ class TorchClassifier:
 
         def compute_loss(idx):
             batch = self._batch([texts[i] for i in idx])
-            with autocast(self.cfg.bf16):
+            with autocast(self.cfg.bf16, device):
                 logits = model(batch["input_ids"], batch["attention_mask"])  # (B, C)
             return nn.functional.cross_entropy(logits.float(), y[idx])
 
@@ -179,7 +184,7 @@ class TorchClassifier:
         self.losses = train_loop(compute_loss, groups, len(texts), epochs=self.cfg.epochs,
                                   batch_size=self.cfg.batch_size, seed=seed, warmup_ratio=self.cfg.warmup_ratio,
                                   weight_decay=self.cfg.weight_decay, lengths=lengths,
-                                  max_items=self.cfg.max_passes)
+                                  max_items=self.cfg.max_passes, scaler=grad_scaler(device, enabled=self.cfg.bf16))
         model.eval()
         return self
 
@@ -207,8 +212,8 @@ class TorchClassifier:
         for start in range(0, len(texts), bs):
             idx = order[start:start + bs]
             batch = self._batch([texts[i] for i in idx])
-            with autocast(self.cfg.bf16):
-                out[idx] = self.model.embed(batch["input_ids"], batch["attention_mask"]).float().numpy()
+            with autocast(self.cfg.bf16, model_device(self.model)):
+                out[idx] = self.model.embed(batch["input_ids"], batch["attention_mask"]).float().cpu().numpy()
         return out
 
     def encode(self, texts) -> np.ndarray:
@@ -217,7 +222,8 @@ class TorchClassifier:
 
     @torch.inference_mode()
     def predict_features(self, x: np.ndarray) -> np.ndarray:
-        return self.model.head(torch.from_numpy(np.asarray(x, dtype=np.float32))).argmax(-1).numpy()
+        x = torch.from_numpy(np.asarray(x, dtype=np.float32)).to(model_device(self.model))
+        return self.model.head(x).argmax(-1).cpu().numpy()
 
     def predict(self, texts) -> np.ndarray:
         return self.predict_features(self.features(texts))

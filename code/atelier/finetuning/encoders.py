@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 from torch import nn
 
 from atelier.embeddings.cache import EmbeddingCache
@@ -21,6 +22,7 @@ from atelier.finetuning.budget import FinetuneConfig
 from atelier.finetuning.fewshot import check_texts
 from atelier.runtime.checks import check_int, check_type
 from atelier.runtime.config import autocast as book_autocast
+from atelier.runtime.config import default_device, model_device
 from atelier.runtime.measure import disk_bytes
 
 def check_encoder(encoder):
@@ -69,9 +71,11 @@ def dir_size_mb(path: str | Path) -> float:
 # --------------------------------------------------------------------------- encodeur
 
 
-def load_encoder(path: str | Path):
-    """Charge un dossier sentence-transformers sur CPU : Transformer + moyenne des jetons.
+def load_encoder(path: str | Path, device=None):
+    """Charge un dossier sentence-transformers sur ``device`` : Transformer + moyenne des jetons.
 
+    ``device`` : par défaut le GPU s'il y en a un, sinon le CPU (:func:`atelier.runtime.config.default_device`) ;
+    classifieurs et boucles d'entraînement suivent ensuite le périphérique de l'encodeur.
     Le module ``Normalize`` éventuel est retiré (la normalisation devient une
     option explicite) ; le « pooler » BERT, inutilisé par la moyenne, aussi.
     """
@@ -82,28 +86,31 @@ def load_encoder(path: str | Path):
     hf_logging.disable_progress_bar()  # barres « Loading weights » / « Writing model shards »
 
     check_type("path", path, (str, Path))
+    device = str(default_device() if device is None else check_type("device", device, (str, torch.device)))
     if not (Path(path) / "modules.json").is_file():
         raise ValueError(f"path : dossier sentence-transformers introuvable (pas de modules.json) ; reçu {str(path)!r}.")
-    st = SentenceTransformer(str(path), device="cpu")
+    st = SentenceTransformer(str(path), device=device)
     modules = [m for m in st if not isinstance(m, Normalize)]
     if len(modules) != 2 or not isinstance(modules[0], Transformer) or not isinstance(modules[1], Pooling):
         raise ValueError(f"{path} doit contenir un Transformer suivi d'un Pooling, trouvé {[type(m).__name__ for m in st]}.")
     if modules[1].get_config_dict().get("pooling_mode") not in ("mean", ["mean"], ("mean",)):
         raise ValueError(f"{path} : seule la moyenne des jetons (pooling 'mean') est prise en charge.")
-    encoder = SentenceTransformer(modules=modules, device="cpu")
+    encoder = SentenceTransformer(modules=modules, device=device)
     if getattr(encoder[0].auto_model, "pooler", None) is not None:
         encoder[0].auto_model.pooler = None
     return encoder
 
 
-def autocast(enabled: bool):
-    """Précision mixte sur CPU si ``enabled`` **et** si le livre calcule en bf16 sur ce processeur.
+def autocast(enabled: bool, device=None):
+    """Précision mixte sur ``device`` (défaut : :func:`atelier.runtime.config.default_device`) si ``enabled``
+    **et** si le livre y calcule en précision réduite.
 
     La décision est celle d':func:`atelier.runtime.config.compute_dtype` : sur un CPU
     sans bfloat16 natif (ou avec ``ATELIER_FP32=1``), le calcul reste en
-    float32 même si ``enabled`` est vrai.
+    float32 même si ``enabled`` est vrai ; sur un GPU sans bf16 (T4), il se fait
+    en float16 (entraînement avec :func:`atelier.runtime.config.grad_scaler`).
     """
-    return book_autocast("cpu", enabled=bool(enabled))
+    return book_autocast(device, enabled=bool(enabled))
 
 
 def embed(encoder, texts, *, prefix: str = "", max_length: int = 64, normalize: bool = True,
@@ -115,10 +122,10 @@ def embed(encoder, texts, *, prefix: str = "", max_length: int = 64, normalize: 
     encoder.max_seq_length = check_int("max_length", max_length, min=1)
     batch_size = check_int("batch_size", batch_size, min=1)
     encoder.eval()
-    with autocast(bf16):
+    with autocast(bf16, model_device(encoder)):
         out = encoder.encode([prefix + t for t in texts], batch_size=batch_size, normalize_embeddings=normalize,
                              convert_to_tensor=True, show_progress_bar=False)
-    return out.float().numpy()
+    return out.float().cpu().numpy()
 
 
 class FeatureCache:

@@ -18,7 +18,7 @@ from atelier.finetuning.fewshot import check_texts
 from atelier.labels import check_label_names, encode_labels
 from atelier.metrics import classification_scores
 from atelier.runtime.checks import check_int, check_type
-from atelier.runtime.config import seed_everything
+from atelier.runtime.config import model_device, seed_everything, to_device
 from atelier.runtime.measure import measure
 
 @dataclass
@@ -110,13 +110,14 @@ def training_step_cost(encoder, texts, *, n_classes: int, batch_size: int, seq_l
     clf = TorchClassifier(encoder, n_classes, cfg, "full")
     model = clf.build_model(seed=0)
     model.train()
-    batch = clf.tokenizer([cfg.prefix + t for t in texts[:batch_size]], padding="max_length", truncation=True,
-                          max_length=seq_len, return_tensors="pt")
-    y = torch.arange(batch_size) % n_classes
+    device = model_device(model)
+    batch = to_device(clf.tokenizer([cfg.prefix + t for t in texts[:batch_size]], padding="max_length", truncation=True,
+                                    max_length=seq_len, return_tensors="pt"), device)
+    y = torch.arange(batch_size, device=device) % n_classes
     release_memory()
     with measure() as m:
         for _ in range(steps):
-            with autocast(cfg.bf16):
+            with autocast(cfg.bf16, device):
                 logits = model(batch["input_ids"], batch["attention_mask"])  # (B, C)
             loss = nn.functional.cross_entropy(logits.float(), y)
             loss.backward()

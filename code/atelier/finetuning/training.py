@@ -8,6 +8,7 @@ import torch
 from atelier.finetuning.encoders import autocast, set_checkpointing
 from atelier.finetuning.fewshot import check_texts
 from atelier.runtime.checks import check_float, check_int, check_type
+from atelier.runtime.config import grad_scaler, model_device, to_device
 
 
 def _check_lengths(lengths, n_items: int | None = None) -> list[int]:
@@ -45,13 +46,15 @@ def length_grouped_batches(lengths, batch_size: int, generator: torch.Generator,
 
 def train_loop(compute_loss, param_groups, n_items: int, *, epochs: int, batch_size: int, seed: int,
                 warmup_ratio: float, weight_decay: float, max_grad_norm: float = 1.0,
-                lengths=None, max_items: int | None = None) -> list[float]:
+                lengths=None, max_items: int | None = None, scaler=None) -> list[float]:
     """Boucle AdamW + planning linéaire avec échauffement ; ``compute_loss(indices)`` -> perte.
 
     Avec ``lengths`` (nombre de jetons de chaque exemple), les lots regroupent des
     exemples de longueurs voisines (:func:`length_grouped_batches`). Avec
     ``max_items``, l'entraînement s'arrête après ce nombre d'exemples (dernier lot
     raccourci) : un budget de calcul fixe, même si les époques ne sont pas finies.
+    ``scaler`` : le ``GradScaler`` d'un calcul en float16 (:func:`atelier.runtime.config.grad_scaler`) ;
+    sans lui, la perte est rétropropagée telle quelle.
     """
     from transformers import get_linear_schedule_with_warmup
 
@@ -67,6 +70,7 @@ def train_loop(compute_loss, param_groups, n_items: int, *, epochs: int, batch_s
         lengths = _check_lengths(lengths, n_items)
     if max_items is not None:
         max_items = check_int("max_items", max_items, min=1)
+    scaler = grad_scaler("cpu", enabled=False) if scaler is None else check_type("scaler", scaler, torch.amp.GradScaler)
     params = [p for g in param_groups for p in g["params"]]
     gen = torch.Generator().manual_seed(seed)
     batches = []
@@ -93,9 +97,11 @@ def train_loop(compute_loss, param_groups, n_items: int, *, epochs: int, batch_s
     losses = []
     for idx in batches:
         loss = compute_loss(idx)
-        loss.backward()
+        scaler.scale(loss).backward()
+        scaler.unscale_(opt)  # le seuil de max_grad_norm porte sur les vrais gradients
         torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
-        opt.step()
+        scaler.step(opt)
+        scaler.update()
         sched.step()
         opt.zero_grad(set_to_none=True)
         losses.append(float(loss.detach()))
@@ -150,12 +156,13 @@ def contrastive_finetune(encoder, texts_a, texts_b, targets, *, loss: str = "cos
         set_checkpointing(hf, True)
     encoder.train()
     torch.manual_seed(seed)
+    device = model_device(encoder)
 
     def compute_loss(idx):
-        fa = encoder.preprocess([prefix + texts_a[i] for i in idx])
-        fb = encoder.preprocess([prefix + texts_b[i] for i in idx])
-        with autocast(bf16):
-            return loss_fn([fa, fb], torch.from_numpy(targets[idx])).float()
+        fa = to_device(encoder.preprocess([prefix + texts_a[i] for i in idx]), device)
+        fb = to_device(encoder.preprocess([prefix + texts_b[i] for i in idx]), device)
+        with autocast(bf16, device):
+            return loss_fn([fa, fb], torch.from_numpy(targets[idx]).to(device)).float()
 
     params = [p for p in encoder.parameters() if p.requires_grad]
     n_tokens = lambda texts: [len(ids) for ids in encoder.tokenizer([prefix + t for t in texts], truncation=True,
@@ -164,7 +171,7 @@ def contrastive_finetune(encoder, texts_a, texts_b, targets, *, loss: str = "cos
     try:
         return train_loop(compute_loss, [{"params": params, "lr": lr}], len(texts_a), epochs=epochs,
                            batch_size=batch_size, seed=seed, warmup_ratio=warmup_ratio, weight_decay=weight_decay,
-                           lengths=lengths)
+                           lengths=lengths, scaler=grad_scaler(device, enabled=bf16))
     finally:
         encoder.eval()
         if gradient_checkpointing:

@@ -15,6 +15,7 @@ Utilisé par le chapitre « LoRA et NF4 : adapter un modèle de chat français �
 
 from __future__ import annotations
 
+import argparse
 import os
 import threading
 from collections.abc import Iterator, Sequence
@@ -236,24 +237,25 @@ def build_app(model, tokenizer, title: str = "Atelier des LLM : conversation", s
     )
 
 
-def load_model(model_path, adapter=None, *, four_bit: bool = False, double_quant: bool = True, compute_dtype=None):
+def load_model(model_path, adapter=None, *, four_bit: bool = False, double_quant: bool = True, compute_dtype=None,
+               device=None):
     """Charge (modèle, tokeniseur) : base en NF4 avec ``four_bit`` et, s'il y en a un, l'adaptateur LoRA ``adapter``.
 
     Sert à converser (:func:`main`) comme à entraîner (:mod:`atelier.lora_nf4.sft`) :
     le modèle est rendu en mode évaluation, :func:`atelier.lora_nf4.sft.train`
-    le repasse en mode entraînement. En NF4, les poids vont sur le GPU s'il y en
-    a un, sinon sur le CPU (``device_map``), en NF4 comme en pleine précision. ``compute_dtype`` : type des calculs et
-    des poids non quantifiés, par défaut :func:`atelier.runtime.config.compute_dtype`
-    (bf16 seulement là où le matériel le calcule, fp32 sur un CPU sans bfloat16
-    natif, fp16 sur un GPU sans bf16). Sans jeton de remplissage, le tokeniseur
-    prend celui de fin de texte.
+    le repasse en mode entraînement. Les poids vont sur ``device`` (par défaut le GPU s'il y en
+    a un, sinon le CPU : :func:`atelier.runtime.config.default_device`), en NF4 comme en pleine précision.
+    ``compute_dtype`` : type des calculs et des poids non quantifiés, par défaut
+    :func:`atelier.runtime.config.compute_dtype` de ``device`` (bf16 seulement là où le matériel le calcule,
+    fp32 sur un CPU sans bfloat16 natif, fp16 sur un GPU sans bf16 comme le T4). Sans jeton de remplissage,
+    le tokeniseur prend celui de fin de texte.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from atelier.lora_nf4.quantization import quantization_config
     from atelier.runtime import config
 
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = config.default_device() if device is None else torch.device(check_type("device", device, (str, torch.device)))
     if compute_dtype is None:
         compute_dtype = config.compute_dtype(device)
     check_type("model_path", model_path, (str, os.PathLike))
@@ -264,7 +266,7 @@ def load_model(model_path, adapter=None, *, four_bit: bool = False, double_quant
                          f"reçu {str(model_path)!r}.") from exc
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    kwargs: dict = {"dtype": compute_dtype, "device_map": device}   # poids et calculs sur le même appareil
+    kwargs: dict = {"dtype": compute_dtype, "device_map": {"": device}}   # tout le modèle sur ce seul appareil
     if four_bit:
         kwargs.update(quantization_config=quantization_config("nf4", double_quant, compute_dtype))
     model = AutoModelForCausalLM.from_pretrained(str(model_path), **kwargs)
@@ -280,11 +282,13 @@ def main(argv: list[str] | None = None) -> None:
                                      description="Converser avec un modèle + adaptateur LoRA dans le navigateur.")
     parser.add_argument("--model", required=True, help="dossier (ou identifiant) du modèle de base")
     parser.add_argument("--adapter", default=None, help="dossier de l'adaptateur LoRA (facultatif)")
-    parser.add_argument("--four-bit", action="store_true", help="charger le modèle de base en NF4")
+    parser.add_argument("--four-bit", action=argparse.BooleanOptionalAction, default=None,
+                        help="charger le modèle de base en NF4 (défaut : oui s'il y a un GPU, non sur CPU)")
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--system", default=None, help="message système facultatif")
     args = parser.parse_args(argv)
-    model, tokenizer = load_model(args.model, args.adapter, four_bit=args.four_bit, double_quant=False)
+    four_bit = torch.cuda.is_available() if args.four_bit is None else args.four_bit   # GPU : NF4, calcul bf16 ou fp16
+    model, tokenizer = load_model(args.model, args.adapter, four_bit=four_bit, double_quant=False)
     app = build_app(model, tokenizer, system_prompt=args.system)
     print(f"Interface sur http://127.0.0.1:{args.port} (Ctrl+C pour arrêter).", flush=True)
     # Toujours sur la boucle locale : jamais exposé au réseau, jamais de lien public.

@@ -30,6 +30,7 @@ from torch import nn
 
 from atelier.lora_nf4.quantization import PRECISIONS, check_precision, keep_4bit_trainable, quantization_config
 from atelier.runtime.checks import check_int
+from atelier.runtime.config import model_device
 
 __all__ = [
     "PRECISIONS",
@@ -42,6 +43,10 @@ __all__ = [
     "tensor_bytes",
     "measure_loaded",
     "quantization_config",
+    "MISTRAL_7B",
+    "T4_BUDGET_BYTES",
+    "recipe_estimate",
+    "describe_estimate",
 ]
 
 # Octets par paramètre pour les types « pleins ».
@@ -310,7 +315,7 @@ def measure_loaded(path, precision: str, other_dtype: str = "bf16", double_quant
         # Sans keep_4bit_trainable, bitsandbytes réorganiserait les couches NF4 pour son
         # noyau d'inférence CPU (absmax en bf16), format que l'on ne peut plus entraîner.
         with torch.no_grad(), keep_4bit_trainable(model):
-            model(torch.tensor([[1, 2, 3, 4]]))
+            model(torch.tensor([[1, 2, 3, 4]], device=model_device(model)))
     _trim()
     out = {"tensor_bytes": stored, "rss_bytes": int((rss_mb() - start) * 2**20),
            "seconds": m.seconds, "peak_rss_bytes": int((m.peak_mb - start) * 2**20)}
@@ -320,3 +325,51 @@ def measure_loaded(path, precision: str, other_dtype: str = "bf16", double_quant
         del model
         _trim()
     return out
+
+
+# ----------------------------------------------------------------------------
+# La recette de la ligne de commande (python -m atelier.lora_nf4.sft --dry-estimate)
+# ----------------------------------------------------------------------------
+# Configuration publique de Mistral-7B-v0.1, l'architecture de Vigostral-7B-Chat (chapitre 04).
+MISTRAL_7B = dict(model_type="mistral", vocab_size=32000, hidden_size=4096, intermediate_size=14336,
+                  num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=8, tie_word_embeddings=False,
+                  max_position_embeddings=32768, rms_norm_eps=1e-5, rope_theta=10000.0, sliding_window=4096)
+T4_BUDGET_BYTES = 15 * 10**9  # les 16 Go d'un T4, moins 1 Go de marge (contexte CUDA, fragmentation)
+
+
+def recipe_estimate(config=None, *, r: int = 16, target_modules: Iterable[str] = ("q_proj", "k_proj", "v_proj", "o_proj"),
+                    batch_size: int = 4, seq_len: int = 512, gradient_checkpointing: bool = True,
+                    four_bit: bool = True, double_quant: bool = True, precision: str = "fp16") -> dict:
+    """Mémoire estimée d'un affinage LoRA ou QLoRA réglé comme ``python -m atelier.lora_nf4.sft`` (défaut : Mistral-7B).
+
+    :func:`finetune_memory`, dont poids non quantifiés et activations sont recomptés dans ``precision``
+    (``bf16``, ``fp16`` : 2 octets par valeur ; ``fp32`` : 4). Renvoie le même détail.
+    """
+    check_precision(precision, tuple(_FLOAT_BYTES))
+    model = meta_model(MISTRAL_7B if config is None else config)
+    weight_precision = "nf4" if four_bit else precision
+    out = finetune_memory(model, "qlora" if four_bit else "lora", r=r, target_modules=tuple(target_modules),
+                          weight_precision=weight_precision, double_quant=double_quant, batch_size=batch_size,
+                          seq_len=seq_len, checkpointing=gradient_checkpointing)
+    out["weights_bytes"] = weights_memory(model, weight_precision, precision, double_quant)["total_bytes"]
+    if batch_size and seq_len:
+        out["activations_bytes"] = activation_memory(model, batch_size, seq_len, gradient_checkpointing,
+                                                     _FLOAT_BYTES[precision])
+    out["total_bytes"] = sum(v for k, v in out.items() if k.endswith("_bytes") and k != "total_bytes")
+    return out
+
+
+def describe_estimate(estimate: dict, budget_bytes: int = T4_BUDGET_BYTES) -> str:
+    """L'estimation de :func:`recipe_estimate` en une phrase française, comparée à ``budget_bytes`` (défaut : un T4)."""
+    from atelier.runtime.fmt import nombre
+
+    if not isinstance(estimate, dict) or not {"weights_bytes", "activations_bytes", "total_bytes"} <= set(estimate):
+        raise TypeError("estimate doit être le dictionnaire de recipe_estimate() ou de finetune_memory().")
+    budget_bytes = check_int("budget_bytes", budget_bytes, min=1)
+
+    def go(n: int) -> str:
+        return f"{nombre(n / 1e9, 1)}\u00a0Go"
+
+    verdict = "tient dans" if estimate["total_bytes"] <= budget_bytes else "dépasse"
+    return (f"Estimation : poids {go(estimate['weights_bytes'])}, activations {go(estimate['activations_bytes'])}, "
+            f"total {go(estimate['total_bytes'])} ; {verdict} le budget de {go(budget_bytes)}.")

@@ -18,6 +18,7 @@ l'assistant (:func:`atelier.lora_nf4.chat.tokenize_conversation`).
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import math
@@ -32,6 +33,7 @@ from atelier.lora_nf4.chat import IGNORE_INDEX, load_dialogues, load_model, spli
 from atelier.lora_nf4.quantization import keep_4bit_trainable, packed_for_inference
 from atelier.runtime.checks import check_float, check_int
 from atelier.runtime.cli import Parser
+from atelier.runtime.config import PRECISION_CHOICES, grad_scaler, model_device, precision_name, resolve_precision, seed_everything
 
 __all__ = [
     "DEFAULT_TARGETS",
@@ -39,6 +41,7 @@ __all__ = [
     "collate",
     "evaluate",
     "train",
+    "enable_checkpointing",
     "adapter_size",
     "keep_4bit_trainable",
     "packed_for_inference",
@@ -130,7 +133,9 @@ def train(model, examples: Sequence[dict], pad_id: int, *, max_steps: int | None
 
     ``max_steps`` (pas d'optimisation) l'emporte sur ``epochs``. Avec
     plusieurs processus, chacun voit une part des lots et les gradients sont
-    moyennés. Renvoie l'historique des pertes, la durée et le débit.
+    moyennés. Un modèle qui calcule en float16 (GPU sans bf16, comme le T4)
+    s'entraîne avec un ``GradScaler`` (:func:`atelier.runtime.config.grad_scaler`).
+    Renvoie l'historique des pertes, la durée et le débit.
     """
     from accelerate import Accelerator
     from torch.utils.data import DataLoader
@@ -162,6 +167,8 @@ def train(model, examples: Sequence[dict], pad_id: int, *, max_steps: int | None
         )
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    # GradScaler du type de calcul du modèle (inactif hors float16), là où accelerate l'a placé.
+    scaler = grad_scaler(model_device(model), dtype=getattr(accelerator.unwrap_model(model), "dtype", None))
     steps_per_epoch = max(1, len(loader) // grad_accum)
     total_steps = max_steps if max_steps else max(1, math.ceil(epochs * steps_per_epoch))
     scheduler = get_linear_schedule_with_warmup(optimizer, warmup_steps, total_steps)
@@ -186,18 +193,36 @@ def train(model, examples: Sequence[dict], pad_id: int, *, max_steps: int | None
             ctx = contextlib.nullcontext() if sync else accelerator.no_sync(model)
             with ctx:
                 loss = model(**batch).loss / grad_accum
-                accelerator.backward(loss)
+                accelerator.backward(scaler.scale(loss))
             step_loss += float(loss.detach())
-        optimizer.step()
+        scaler.step(optimizer)  # gradients divisés par l'échelle ; pas sauté s'ils débordent (fp16)
+        scaler.update()
         scheduler.step()
         optimizer.zero_grad()
-        mean_loss = float(accelerator.reduce(torch.tensor(step_loss), reduction="mean"))
+        mean_loss = float(accelerator.reduce(torch.tensor(step_loss, device=accelerator.device), reduction="mean"))
         history.append(mean_loss)
         bar.set_postfix(perte=f"{mean_loss:.3f}")
     seconds = time.perf_counter() - start
     return {"losses": history, "steps": total_steps, "seconds": seconds, "steps_per_second": total_steps / seconds,
             "processes": accelerator.num_processes, "examples_per_step": batch_size * grad_accum * accelerator.num_processes,
             "model": accelerator.unwrap_model(model), "accelerator": accelerator}
+
+
+def enable_checkpointing(model):
+    """Active le gradient checkpointing (non réentrant, compatible avec LoRA) ; renvoie ``model``.
+
+    Seule l'entrée de chaque bloc est gardée pour la rétropropagation, le bloc est recalculé pendant
+    celle-ci : beaucoup moins d'activations en mémoire (:func:`atelier.lora_nf4.memory.activation_memory`),
+    environ un tiers de calcul en plus.
+    """
+    if callable(getattr(model, "activation_checkpointing_enable", None)):  # transformers 5
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    elif callable(getattr(model, "gradient_checkpointing_enable", None)):  # pragma: no cover - transformers 4
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()
+    else:
+        raise TypeError(f"model doit être un modèle Hugging Face (PreTrainedModel), reçu {type(model).__name__}.")
+    return model
 
 
 ADAPTER_FILES = ("adapter_model.safetensors", "adapter_config.json")
@@ -270,15 +295,19 @@ def _load_conversations(spec: str) -> list[dict]:
     return validate_dialogues(data.load(name, split or None), source=spec)
 
 
-def main(argv: list[str] | None = None) -> dict:
-    from accelerate import Accelerator
+_EPILOG = ("Défauts prévus pour un T4 de 16 Go et un 7B (Mistral) : NF4 avec double quantification, --precision auto "
+           "(bf16 si le GPU le calcule en matériel, fp16 avec GradScaler sur un T4, règle du processeur sur CPU), "
+           "gradient checkpointing, lot 4 × 512 jetons. --dry-estimate affiche l'estimation de la calculatrice du "
+           "chapitre 04 (atelier.lora_nf4.memory) pour ces réglages, sans rien entraîner (sans --model : Mistral-7B).")
 
-    from atelier.runtime.config import seed_everything
 
-    p = Parser(prog="python -m atelier.lora_nf4.sft", description="Fine-tuning QLoRA d'un modèle de conversation.")
-    p.add_argument("--model", required=True, help="dossier (ou identifiant du hub) du modèle de base")
+def parser() -> Parser:
+    """L'analyseur de la ligne de commande ``python -m atelier.lora_nf4.sft`` (options et défauts)."""
+    p = Parser(prog="python -m atelier.lora_nf4.sft", description="Fine-tuning QLoRA d'un modèle de conversation.",
+               epilog=_EPILOG)
+    p.add_argument("--model", default=None, help="dossier (ou identifiant du hub) du modèle de base (obligatoire, sauf avec --dry-estimate)")
     p.add_argument("--data", default="oasst1_fr:top1", help="fichier JSONL de dialogues ou nom:partie d'atelier.assets.data")
-    p.add_argument("--output", required=True, help="dossier où écrire l'adaptateur")
+    p.add_argument("--output", default=None, help="dossier où écrire l'adaptateur (obligatoire, sauf avec --dry-estimate)")
     p.add_argument("--r", type=int, default=16)
     p.add_argument("--alpha", type=float, default=32)
     p.add_argument("--dropout", type=float, default=0.05)
@@ -291,17 +320,59 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--max-length", type=int, default=512)
     p.add_argument("--test-fraction", type=float, default=0.1)
     p.add_argument("--limit", type=int, default=0, help="ne garder que les N premières conversations d'entraînement")
-    p.add_argument("--no-4bit", action="store_true", help="LoRA sans NF4 : poids dans la précision de calcul du livre (atelier.runtime.config.compute_dtype)")
+    p.add_argument("--no-4bit", action="store_true", help="LoRA sans NF4 : poids dans la précision de calcul (--precision)")
+    p.add_argument("--precision", choices=PRECISION_CHOICES, default="auto",
+                   help="type des calculs et des poids non quantifiés (auto : atelier.runtime.config.compute_dtype)")
+    p.add_argument("--gradient-checkpointing", action=argparse.BooleanOptionalAction, default=True,
+                   help="recalculer les activations de chaque bloc pendant la rétropropagation (défaut : oui)")
+    p.add_argument("--dry-estimate", action="store_true", help="afficher l'estimation mémoire de ces réglages et quitter")
     p.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def estimate(args) -> dict:
+    """Estimation mémoire (:func:`atelier.lora_nf4.memory.recipe_estimate`) des options ``args`` de :func:`parser`,
+    précision comprise (``"precision"`` : ``bf16``, ``fp16`` ou ``fp32`` sur le GPU s'il y en a un)."""
+    from atelier.lora_nf4 import memory
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    resolve_precision(args.precision, device)  # fp16 sur CPU, bf16 sur un T4 : erreur en français
+    name = precision_name(device) if args.precision == "auto" else args.precision
+    est = memory.recipe_estimate(args.model, r=args.r, target_modules=[t for t in args.target_modules.split(",") if t],
+                                 batch_size=args.batch_size, seq_len=args.max_length, precision=name,
+                                 gradient_checkpointing=args.gradient_checkpointing, four_bit=not args.no_4bit)
+    return {**est, "precision": name}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    from accelerate import Accelerator
+
+    from atelier.lora_nf4 import memory
+    from atelier.runtime.fmt import nombre
+
+    p = parser()
     args = p.parse_args(argv)
+    if args.dry_estimate:
+        est = estimate(args)
+        what = args.model or "Mistral-7B (configuration publique)"
+        print(f"{what}, {'QLoRA (NF4)' if not args.no_4bit else 'LoRA'}, {est['precision']}, lot {nombre(args.batch_size)} × "
+              f"{nombre(args.max_length)} jetons, gradient checkpointing {'oui' if args.gradient_checkpointing else 'non'}. "
+              f"{memory.describe_estimate(est)}", flush=True)
+        return est
+    if not (args.model and args.output):
+        p.error("arguments obligatoires manquants : --model et --output (facultatifs avec --dry-estimate seulement)")
 
     seed_everything(args.seed)
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    dtype = resolve_precision(args.precision, accelerator.device)  # erreur en français avant tout chargement
+    name = precision_name(accelerator.device) if args.precision == "auto" else args.precision
     conversations = _load_conversations(args.data)
     train_convs, test_convs = split_by_first_prompt(conversations, args.test_fraction, args.seed)
     if args.limit:
         train_convs = train_convs[: args.limit]
-    model, tokenizer = load_model(args.model, four_bit=not args.no_4bit)
+    model, tokenizer = load_model(args.model, four_bit=not args.no_4bit, compute_dtype=dtype, device=accelerator.device)
+    if args.gradient_checkpointing:
+        enable_checkpointing(model)
     model = add_lora(model, [t for t in args.target_modules.split(",") if t], task="CAUSAL_LM",
                      r=args.r, alpha=args.alpha, dropout=args.dropout)
     train_ex, train_info = build_examples(tokenizer, train_convs, args.max_length)
@@ -311,7 +382,8 @@ def main(argv: list[str] | None = None) -> dict:
                    accelerator=accelerator)
     model = result.pop("model")
     result.pop("accelerator")
-    summary = {**{k: v for k, v in result.items()}, "train": train_info, "test_conversations": len(test_convs)}
+    summary = {**{k: v for k, v in result.items()}, "train": train_info, "test_conversations": len(test_convs),
+               "precision": name, "gradient_checkpointing": args.gradient_checkpointing}
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         out = Path(args.output)

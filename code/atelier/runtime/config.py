@@ -33,12 +33,11 @@ l'on lit les variables d'environnement du livre :
     Posée par JupyterHub (Binder) : chemin du serveur Jupyter, sous lequel
     jupyter-server-proxy relaie les ports locaux. Voir :func:`jupyterhub_prefix`.
 
-C'est aussi le seul endroit qui décide de la **précision de calcul** :
-bfloat16 sur un processeur qui le calcule en matériel (AVX-512-BF16 ou AMX),
-float32 sur tous les autres, où chaque produit matriciel bf16 est émulé et
-environ cent fois plus lent ; sur GPU, bf16 si la carte le prend en charge,
-fp16 sinon (T4). Chapitres et fonctions d'``atelier`` passent tous par
-:func:`compute_dtype`, :func:`use_bf16` ou :func:`autocast`.
+C'est aussi le seul endroit qui décide du **périphérique** (:func:`default_device`,
+:func:`model_device`) et de la **précision de calcul** : bfloat16 sur un processeur
+qui le calcule en matériel (AVX-512-BF16 ou AMX), float32 sur les autres, où chaque
+produit matriciel bf16 est émulé et environ cent fois plus lent ; sur GPU, bf16 si la
+carte le calcule en matériel, fp16 sinon (T4), avec :func:`grad_scaler` pour entraîner.
 """
 
 from __future__ import annotations
@@ -216,11 +215,38 @@ def cpu_native_bf16() -> bool:
     return False
 
 
+def default_device():
+    """Le périphérique de calcul par défaut du livre : le GPU CUDA s'il y en a un, sinon le CPU (``torch.device``)."""
+    import torch
+
+    return torch.device("cuda" if _cuda_available() else "cpu")
+
+
+def model_device(model):
+    """Où vivent les poids de ``model`` (premier paramètre ou tampon ; CPU s'il n'en a aucun) : y placer ses entrées."""
+    import torch
+
+    first = next(model.parameters(), None)
+    first = next(model.buffers(), None) if first is None else first
+    return torch.device("cpu") if first is None else first.device
+
+
+def to_device(batch, device) -> dict:
+    """Le lot ``batch`` (dict ou BatchEncoding) sur ``device`` ; ce qui n'est pas un tenseur reste tel quel."""
+    from collections.abc import Mapping
+
+    import torch
+
+    if not isinstance(batch, Mapping):
+        raise TypeError(f"batch doit être un dictionnaire de tenseurs, reçu {type(batch).__name__}.")
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
 def _device_type(device) -> str:
     import torch
 
     if device is None:
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        return default_device().type
     if isinstance(device, torch.device):
         return device.type
     if isinstance(device, str) and device.strip():
@@ -228,32 +254,74 @@ def _device_type(device) -> str:
     raise TypeError(f"device doit être None, une chaîne (« cpu », « cuda ») ou un torch.device, reçu {device!r}.")
 
 
+def gpu_native_bf16() -> bool:
+    """Vrai si le GPU calcule bfloat16 en matériel (Ampere et après) ; faux sur un T4, qui l'émule, ou sans GPU."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return False
+    try:  # sans ce paramètre, is_bf16_supported() répond oui sur un T4 (bf16 émulé)
+        return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+    except TypeError:  # pragma: no cover - PyTorch sans ce paramètre : pas d'émulation comptée
+        return bool(torch.cuda.is_bf16_supported())
+
+
 def compute_dtype(device=None):
     """Le type des calculs (entraînement et inférence) sur ``device`` (défaut : GPU s'il y en a un, sinon CPU).
 
-    - GPU : ``torch.bfloat16`` si la carte le calcule (Ampere et après), sinon ``torch.float16`` ;
-    - CPU : ``torch.bfloat16`` seulement si le processeur le calcule nativement
-      (:func:`cpu_native_bf16`) et que ``ATELIER_FP32`` ne l'interdit pas ; ``torch.float32`` sinon.
+    - GPU : ``torch.bfloat16`` si la carte le calcule en matériel (:func:`gpu_native_bf16`), sinon
+      ``torch.float16`` (T4), à entraîner avec :func:`grad_scaler` ;
+    - CPU : ``torch.bfloat16`` seulement si le processeur le calcule nativement (:func:`cpu_native_bf16`)
+      et que ``ATELIER_FP32`` ne l'interdit pas ; ``torch.float32`` sinon.
     """
     import torch
 
     kind = _device_type(device)
     if kind == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if gpu_native_bf16() else torch.float16
     if kind == "cpu":
         return torch.bfloat16 if (cpu_native_bf16() and not fp32_forced()) else torch.float32
     return torch.float32
 
 
-def use_bf16(device=None) -> bool:
-    """Vrai si les calculs sur ``device`` se font en bfloat16 (voir :func:`compute_dtype`)."""
+PRECISION_CHOICES = ("auto", "bf16", "fp16", "fp32")
+
+
+def resolve_precision(precision: str = "auto", device=None):
+    """Le ``torch.dtype`` d'une précision demandée (``auto`` : :func:`compute_dtype`, ``bf16``, ``fp16``, ``fp32``)
+    sur ``device`` ; refusés : ``fp16`` sur CPU, ``bf16`` sur un GPU qui l'émule (T4)."""
     import torch
 
-    return compute_dtype(device) == torch.bfloat16
+    if precision not in PRECISION_CHOICES:
+        raise ValueError(f"Précision inconnue : {precision!r}. Valeurs acceptées : {', '.join(PRECISION_CHOICES)}.")
+    kind = _device_type(device)
+    if precision == "auto":
+        return compute_dtype(kind)
+    if precision == "fp16" and kind == "cpu":
+        raise ValueError("fp16 demande un GPU : sur CPU, choisissez auto, bf16 ou fp32.")
+    if precision == "bf16" and kind == "cuda" and not gpu_native_bf16():
+        raise ValueError("Ce GPU n'a pas de bfloat16 matériel (T4 et cartes d'avant Ampere) : choisissez auto, fp16 ou fp32.")
+    return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[precision]
+
+
+def grad_scaler(device=None, enabled: bool = True, dtype=None):
+    """``torch.amp.GradScaler`` pour ``device``, actif seulement si l'on y calcule en float16 (``dtype``, par défaut
+    :func:`compute_dtype`) : perte multipliée avant la rétropropagation, gradients divisés avant le pas, sinon les
+    petits gradients fp16 s'annulent. Inactif (il laisse tout passer) en bf16 ou float32 : les boucles s'en servent toujours."""
+    import torch
+
+    kind = _device_type(device)
+    dtype = compute_dtype(kind) if dtype is None else dtype
+    return torch.amp.GradScaler(kind, enabled=bool(enabled) and dtype == torch.float16)
+
+
+def use_bf16(device=None) -> bool:
+    """Vrai si les calculs sur ``device`` se font en bfloat16 (voir :func:`compute_dtype`)."""
+    return precision_name(device) == "bf16"
 
 
 def autocast(device=None, enabled: bool = True):
-    """``torch.autocast`` à la précision du livre, ou un contexte neutre quand elle est float32."""
+    """``torch.autocast`` à la précision du livre (en fp16, entraîner avec :func:`grad_scaler`), neutre en float32."""
     import contextlib
 
     import torch
