@@ -391,3 +391,26 @@ def test_load_encoder_defaults_to_the_gpu(request, monkeypatch, tiny_encoder_dir
     assert seen == [expected, expected]
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # le calcul qui suit se fait vraiment sur CPU
     assert F.embed(encoder, ["le chat dort"], max_length=16).shape == (1, 16)
+
+
+def test_rope_tables_follow_the_query_device():
+    """RoPE : cosinus et sinus créés sur le périphérique demandé, celui des requêtes dans attention_weights."""
+    from atelier.anatomie import attention as A
+
+    cos, sin = A.rotary_cos_sin(5, 8, 10_000.0, device="meta")
+    assert cos.device.type == "meta" and sin.device.type == "meta" and cos.shape == (5, 8)
+    q = torch.randn(1, 2, 5, 8, device="meta")
+    w = A.attention_weights(q, q, scale=8 ** -0.5, rope_theta=10_000.0)
+    assert w.device.type == "meta"
+
+
+def test_twins_are_built_on_the_default_device(monkeypatch):
+    """Les jumeaux du chapitre 03 naissent sur le périphérique du livre (le GPU s'il y en a un)."""
+    from transformers import RobertaConfig
+
+    from atelier.camembert import pretraining as pt
+
+    monkeypatch.setattr(pt, "default_device", lambda: torch.device("meta"))
+    model = pt.build_model(RobertaConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                         intermediate_size=32, max_position_embeddings=40))
+    assert next(model.parameters()).device.type == "meta"

@@ -144,14 +144,14 @@ def check_rotary_params(length, head_dim, theta) -> None:
     check_float("theta", theta, min=0, min_open=True)
 
 
-def rotary_cos_sin(length, head_dim, theta, *, dtype=torch.float32):
-    """Cosinus et sinus de RoPE pour les positions ``0…T-1`` : deux tenseurs ``(T, D)``.
+def rotary_cos_sin(length, head_dim, theta, *, dtype=torch.float32, device=None):
+    """Cosinus et sinus de RoPE pour les positions ``0…T-1`` : deux tenseurs ``(T, D)``, sur ``device``.
 
     La paire de dimensions ``(d, d + D/2)`` tourne à la fréquence ``θ^(-2d/D)``.
     """
     check_rotary_params(length, head_dim, theta)  # T ≥ 1, D pair ≥ 2, θ > 0 (sinon un message en français)
-    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))  # (D/2,)
-    angles = torch.arange(length, dtype=torch.float32)[:, None] * inv_freq[None, :]  # (T, D/2)
+    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32, device=device) / head_dim))  # (D/2,)
+    angles = torch.arange(length, dtype=torch.float32, device=device)[:, None] * inv_freq[None, :]  # (T, D/2)
     angles = torch.cat([angles, angles], dim=-1)  # (T, D)
     return angles.cos().to(dtype), angles.sin().to(dtype)
 
@@ -259,7 +259,7 @@ def attention_weights(q, k, *, scale, rope_theta=None, sliding_window=None):
     T, D = q.shape[-2], q.shape[-1]
     with torch.no_grad():
         if rope_theta is not None:  # la position est encodée en tournant q et k
-            cos, sin = rotary_cos_sin(T, D, rope_theta, dtype=q.dtype)  # (T, D)
+            cos, sin = rotary_cos_sin(T, D, rope_theta, dtype=q.dtype, device=q.device)  # (T, D)
             q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
         k = repeat_kv(k, q.shape[1] // k.shape[1])  # (B, H, T, D) : chaque tête K sert H/H_kv têtes Q
         mask = causal_mask(T, sliding_window=sliding_window, device=q.device)  # (T, T)

@@ -29,7 +29,7 @@ import time
 import torch
 
 from atelier.runtime.checks import check_float, check_int, check_type
-from atelier.runtime.config import model_device, to_device
+from atelier.runtime.config import default_device, model_device, to_device
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 ARTICLES = ("le", "la", "les", "un", "une", "des", "du")  # articles de la sonde linguistique
@@ -135,10 +135,12 @@ def encoder_configs(vocab_size: int, *, seq_len: int = 64, hidden: int = 128, la
 
 
 def build_model(config):
-    """Modèle MLM (poids aléatoires) à partir d'une configuration RoBERTa ou DeBERTa-v2."""
+    """Modèle MLM (poids aléatoires) à partir d'une configuration RoBERTa ou DeBERTa-v2, sur le GPU s'il y en a un."""
     from transformers import AutoModelForMaskedLM
 
-    return AutoModelForMaskedLM.from_config(config)
+    model = AutoModelForMaskedLM.from_config(config)  # poids tirés sur CPU : mêmes valeurs partout
+    device = default_device()
+    return model.to(device) if device.type != "cpu" else model
 
 
 def masked_batches(blocks: torch.Tensor, tokenizer, batch_size: int, seed: int,

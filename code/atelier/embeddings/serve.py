@@ -308,7 +308,9 @@ def load_sentence_transformer(path: str, name: str, aliases: tuple[str, ...] = (
     from sentence_transformers import SentenceTransformer
     from transformers import AutoTokenizer
 
-    st = SentenceTransformer(path, device="cpu")
+    from atelier.runtime import config
+
+    st = SentenceTransformer(path, device=config.default_device())  # le GPU s'il y en a un
     counter = AutoTokenizer.from_pretrained(path)  # tokenizer à part, réservé au comptage (pas de partage entre fils)
     max_tokens = int(st.max_seq_length or counter.model_max_length)
 
