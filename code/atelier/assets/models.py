@@ -30,6 +30,7 @@ from pathlib import Path
 
 from atelier.assets.model_catalog import FULL, LIGHT, ROLES, AssetUnavailableError, FullAsset, LightAsset
 from atelier.runtime import config
+from atelier.runtime.fmt import duree
 
 
 # --------------------------------------------------------------------------
@@ -171,7 +172,7 @@ def _convert(role: str, verbose: bool) -> Path:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         if verbose:
-            print(f"  fait en {time.perf_counter() - start:.0f} s.", flush=True)
+            print(f"  fait en {duree(time.perf_counter() - start)}.", flush=True)
     return final
 
 

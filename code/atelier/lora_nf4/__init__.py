@@ -5,6 +5,6 @@
 - ``quantization`` : chargement en 4 bits avec bitsandbytes (réglages, couches NF4) ;
 - ``memory`` : calculatrice de mémoire, confrontée aux modèles chargés ;
 - ``chat`` : dialogues, chat template et interface (``python -m atelier.lora_nf4.chat``) ;
-- ``sft`` : fine-tuning QLoRA (``python -m atelier.lora_nf4.sft``) ;
+- ``sft`` : affinage QLoRA (``python -m atelier.lora_nf4.sft``) ;
 - ``results`` : réponses aux questions de test (par lots), part de réponses en français, adaptateur zippé.
 """

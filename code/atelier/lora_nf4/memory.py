@@ -1,4 +1,4 @@
-"""Calculatrice de mémoire du fine-tuning, à partir de la configuration d'un modèle.
+"""Calculatrice de mémoire de l'affinage, à partir de la configuration d'un modèle.
 
 Utilisé par le chapitre « LoRA et NF4 : adapter un modèle de chat français »
 (``book/04_lora_nf4.md``). Le modèle est instancié sur le périphérique
@@ -11,7 +11,7 @@ selon son rôle :
   chargement (``bf16`` par défaut).
 
 :func:`weights_memory` donne la mémoire des poids chargés ; :func:`finetune_memory`
-y ajoute gradients et états de l'optimiseur (AdamW) pour un fine-tuning
+y ajoute gradients et états de l'optimiseur (AdamW) pour un affinage
 complet, LoRA ou QLoRA, et une estimation des activations.
 :func:`measure_loaded` charge pour de vrai un modèle et mesure ce qu'il occupe,
 pour valider la calculatrice (``tests/test_memory.py``).
@@ -195,7 +195,7 @@ def finetune_memory(config, method: str = "qlora", r: int = 16, target_modules: 
                     weight_precision: str | None = None, grad_bytes: int | None = None, optimizer_bytes: int = 8,
                     master_bytes: int = 0, double_quant: bool = True, batch_size: int = 0, seq_len: int = 0,
                     checkpointing: bool = True) -> dict:
-    """Mémoire d'un fine-tuning (poids + gradients + états de l'optimiseur [+ activations]), en octets.
+    """Mémoire d'un affinage (poids + gradients + états de l'optimiseur [+ activations]), en octets.
 
     ``method`` :
 

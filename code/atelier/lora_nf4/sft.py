@@ -1,4 +1,4 @@
-"""Fine-tuning supervisé (SFT) en QLoRA : point d'entrée unique, du CPU au multi-GPU.
+"""Affinage supervisé (SFT) en QLoRA : point d'entrée unique, du CPU au multi-GPU.
 
 Utilisé par le chapitre « LoRA et NF4 : adapter un modèle de chat français »
 (``book/04_lora_nf4.md``). Le même code tourne :
@@ -11,9 +11,8 @@ Utilisé par le chapitre « LoRA et NF4 : adapter un modèle de chat français �
   répartit les lots et moyenne les gradients.
 
 Recette QLoRA : modèle de base chargé en NF4 par bitsandbytes
-(``BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", …)``),
-adaptateurs LoRA de peft par-dessus, perte sur les seuls jetons de
-l'assistant (:func:`atelier.lora_nf4.chat.tokenize_conversation`).
+(``BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", …)``), adaptateurs LoRA de peft
+par-dessus, perte sur les seuls jetons de l'assistant (:func:`atelier.lora_nf4.chat.tokenize_conversation`).
 """
 
 from __future__ import annotations
@@ -34,6 +33,7 @@ from atelier.lora_nf4.quantization import keep_4bit_trainable, packed_for_infere
 from atelier.runtime.checks import check_float, check_int
 from atelier.runtime.cli import Parser
 from atelier.runtime.config import PRECISION_CHOICES, grad_scaler, model_device, precision_name, resolve_precision, seed_everything
+from atelier.runtime.fmt import duree, nombre, octets
 
 __all__ = [
     "DEFAULT_TARGETS",
@@ -201,7 +201,7 @@ def train(model, examples: Sequence[dict], pad_id: int, *, max_steps: int | None
         optimizer.zero_grad()
         mean_loss = float(accelerator.reduce(torch.tensor(step_loss, device=accelerator.device), reduction="mean"))
         history.append(mean_loss)
-        bar.set_postfix(perte=f"{mean_loss:.3f}")
+        bar.set_postfix(perte=nombre(mean_loss, 3))
     seconds = time.perf_counter() - start
     return {"losses": history, "steps": total_steps, "seconds": seconds, "steps_per_second": total_steps / seconds,
             "processes": accelerator.num_processes, "examples_per_step": batch_size * grad_accum * accelerator.num_processes,
@@ -303,7 +303,7 @@ _EPILOG = ("Défauts prévus pour un T4 de 16 Go et un 7B (Mistral) : NF4 avec d
 
 def parser() -> Parser:
     """L'analyseur de la ligne de commande ``python -m atelier.lora_nf4.sft`` (options et défauts)."""
-    p = Parser(prog="python -m atelier.lora_nf4.sft", description="Fine-tuning QLoRA d'un modèle de conversation.",
+    p = Parser(prog="python -m atelier.lora_nf4.sft", description="Affinage QLoRA d'un modèle de conversation.",
                epilog=_EPILOG)
     p.add_argument("--model", default=None, help="dossier (ou identifiant du hub) du modèle de base (obligatoire, sauf avec --dry-estimate)")
     p.add_argument("--data", default="oasst1_fr:top1", help="fichier JSONL de dialogues ou nom:partie d'atelier.assets.data")
@@ -390,8 +390,8 @@ def main(argv: list[str] | None = None) -> dict:
         model.save_pretrained(out)  # adapter_model.safetensors + adapter_config.json
         summary["adapter_bytes"] = adapter_size(out)
         (out / "train_summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2), encoding="utf-8")
-        print(f"Adaptateur écrit dans {out} ({summary['adapter_bytes'] / 2**20:.1f} Mio) ; "
-              f"{summary['steps']} pas en {summary['seconds']:.0f} s ({summary['steps_per_second']:.2f} pas/s) "
+        print(f"Adaptateur écrit dans {out} ({octets(summary['adapter_bytes'])}) ; {nombre(summary['steps'])} pas en "
+              f"{duree(summary['seconds'])} ({nombre(summary['steps_per_second'], 2)} pas/s) "
               f"sur {summary['processes']} processus.", flush=True)
     return summary
 

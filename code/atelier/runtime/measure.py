@@ -2,7 +2,7 @@
 
 Utilisé par tous les chapitres qui affichent des durées, des débits ou des
 pics de mémoire (chapitres « Embeddings », « CamemBERT », « LoRA et NF4 »,
-« Fine-tuning »), et par le tampon d'exécution (:mod:`atelier.runtime.book`).
+« Affinage »), et par le tampon d'exécution (:mod:`atelier.runtime.book`).
 
 Exemple ::
 
