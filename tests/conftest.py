@@ -76,3 +76,25 @@ def tiny_chat_path(tmp_path_factory):
     from atelier.lora_nf4.sft import make_tiny_chat_model
 
     return make_tiny_chat_model(tmp_path_factory.mktemp("tiny-chat"))
+
+
+# Chromium de Debian (make browser), piloté par Playwright : aucun navigateur n'est téléchargé.
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run"]
+
+
+@pytest.fixture
+def chromium_page():
+    """Une page de Chromium sans écran ; le test est sauté si Chromium ou Playwright manque."""
+    from pathlib import Path
+
+    if not Path(CHROMIUM).is_file():
+        pytest.skip("Chromium absent (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield browser.new_page()
+        finally:
+            browser.close()

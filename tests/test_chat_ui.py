@@ -16,11 +16,8 @@ import torch
 
 playwright = pytest.importorskip("playwright.sync_api")
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run"]
-
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).is_file(), reason="Chromium absent (apt-get install chromium)")
+# Sans Chromium, pas de serveur à démarrer : la page vient de la fixture chromium_page (conftest.py).
+pytestmark = pytest.mark.skipif(not Path("/usr/bin/chromium").is_file(), reason="Chromium absent (apt-get install chromium)")
 
 
 @pytest.fixture(scope="module")
@@ -67,41 +64,34 @@ def test_server_listens_on_loopback_only(server):
     assert any(a.port == port for a in addrs)
 
 
-def test_message_gets_a_streamed_answer(server):
-    from playwright.sync_api import sync_playwright
-
+def test_message_gets_a_streamed_answer(server, chromium_page):
     _, _, url = server
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            page = browser.new_page()
-            page.goto(url, wait_until="domcontentloaded", timeout=120_000)
-            box = page.get_by_placeholder("Écrivez votre message…")
-            box.wait_for(timeout=120_000)
-            # Observateur : note chaque état du dernier message du bot pendant qu'il s'écrit.
-            page.evaluate("""() => {
-                window.__etats = [];
-                const note = () => {
-                    const bots = document.querySelectorAll('[data-testid="bot"]');
-                    if (!bots.length) return;
-                    const t = bots[bots.length - 1].innerText.trim();
-                    if (t && window.__etats[window.__etats.length - 1] !== t) window.__etats.push(t);
-                };
-                new MutationObserver(note).observe(document.body, {subtree: true, childList: true, characterData: true});
-            }""")
-            box.fill("Bonjour, peux-tu te présenter ?")
-            box.press("Enter")
-            page.locator('[data-testid="user"]').filter(has_text="Bonjour, peux-tu te présenter ?").wait_for(timeout=60_000)
-            page.wait_for_function("() => window.__etats.length >= 1", timeout=180_000)
-            # Fin du flux : l'état ne change plus pendant 3 s.
-            last, stable_since = None, time.time()
-            while time.time() - stable_since < 3:
-                states = page.evaluate("() => window.__etats")
-                if states != last:
-                    last, stable_since = states, time.time()
-                time.sleep(0.3)
-        finally:
-            browser.close()
+    page = chromium_page
+    page.goto(url, wait_until="domcontentloaded", timeout=120_000)
+    box = page.get_by_placeholder("Écrivez votre message…")
+    box.wait_for(timeout=120_000)
+    # Observateur : note chaque état du dernier message du bot pendant qu'il s'écrit.
+    page.evaluate("""() => {
+        window.__etats = [];
+        const note = () => {
+            const bots = document.querySelectorAll('[data-testid="bot"]');
+            if (!bots.length) return;
+            const t = bots[bots.length - 1].innerText.trim();
+            if (t && window.__etats[window.__etats.length - 1] !== t) window.__etats.push(t);
+        };
+        new MutationObserver(note).observe(document.body, {subtree: true, childList: true, characterData: true});
+    }""")
+    box.fill("Bonjour, peux-tu te présenter ?")
+    box.press("Enter")
+    page.locator('[data-testid="user"]').filter(has_text="Bonjour, peux-tu te présenter ?").wait_for(timeout=60_000)
+    page.wait_for_function("() => window.__etats.length >= 1", timeout=180_000)
+    # Fin du flux : l'état ne change plus pendant 3 s.
+    last, stable_since = None, time.time()
+    while time.time() - stable_since < 3:
+        states = page.evaluate("() => window.__etats")
+        if states != last:
+            last, stable_since = states, time.time()
+        time.sleep(0.3)
     assert last and last[-1], "aucune réponse affichée"
     # En flux : plusieurs états successifs, chacun prolongeant le précédent.
     assert len(last) >= 3, last

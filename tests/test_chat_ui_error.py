@@ -7,17 +7,8 @@ français, pas une page figée ni une trace anglaise.
 """
 
 import socket
-from pathlib import Path
 
 import pytest
-
-playwright = pytest.importorskip("playwright.sync_api")
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run"]
-
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).is_file(), reason="Chromium absent (apt-get install chromium)")
 
 
 def _free_port() -> int:
@@ -49,22 +40,15 @@ def failing_app(tiny_chat_path):
         app.close()
 
 
-def test_generation_error_is_shown_in_french(failing_app):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            page = browser.new_page()
-            page.goto(failing_app, wait_until="domcontentloaded", timeout=120_000)
-            box = page.get_by_placeholder("Écrivez votre message…")
-            box.wait_for(timeout=120_000)
-            box.fill("Bonjour !")
-            box.press("Enter")
-            bot = page.locator('[data-testid="bot"]').filter(has_text="La génération a échoué")
-            bot.wait_for(timeout=60_000)
-            text = bot.last.inner_text()
-        finally:
-            browser.close()
+def test_generation_error_is_shown_in_french(failing_app, chromium_page):
+    page = chromium_page
+    page.goto(failing_app, wait_until="domcontentloaded", timeout=120_000)
+    box = page.get_by_placeholder("Écrivez votre message…")
+    box.wait_for(timeout=120_000)
+    box.fill("Bonjour !")
+    box.press("Enter")
+    bot = page.locator('[data-testid="bot"]').filter(has_text="La génération a échoué")
+    bot.wait_for(timeout=60_000)
+    text = bot.last.inner_text()
     assert "mémoire épuisée (simulée)" in text and "RuntimeError" in text, text
     assert "Traceback" not in text
