@@ -85,3 +85,19 @@ def test_hub_standins_read_through_hub_fallback(tmp_path, monkeypatch):
                                                       "score", "text")]
             pd.testing.assert_frame_equal(hub[cols].reset_index(drop=True), local[cols].reset_index(drop=True),
                                           check_dtype=False)
+
+
+def test_load_encoder_accepts_hub_id_from_cache(tmp_path, monkeypatch):
+    """Profil full : ctx.use_model renvoie un identifiant du hub, que load_encoder résout dans le cache."""
+    import huggingface_hub.constants as hub_constants
+
+    from atelier import finetuning as F
+
+    hub_id = "sentence-transformers/all-MiniLM-L6-v2"
+    dry.save_standin(hub_id, tmp_path / "hub", LINES)
+    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
+    encoder = F.load_encoder(hub_id)
+    assert encoder[0].auto_model.config.num_hidden_layers == dry.LAYERS
+    with pytest.raises(ValueError, match="introuvable"):
+        F.load_encoder("sentence-transformers/absent-du-cache")

@@ -212,12 +212,13 @@ def save_standin(hub_id: str, hub_cache: Path, lines: list[str] | None = None) -
     model.save_pretrained(snap)
     tokenizer.save_pretrained(snap)
     if hub_id in SENTENCE_MODELS:
-        from sentence_transformers import SentenceTransformer, models
+        from sentence_transformers import SentenceTransformer
+        from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
 
-        modules = [models.Transformer(str(snap), max_seq_length=tokenizer.model_max_length),
-                   models.Pooling(HIDDEN, pooling_mode="mean")]
+        modules = [Transformer(str(snap), max_seq_length=tokenizer.model_max_length),
+                   Pooling(HIDDEN, pooling_mode="mean")]
         if SENTENCE_MODELS[hub_id]:
-            modules.append(models.Normalize())
+            modules.append(Normalize())
         SentenceTransformer(modules=modules, device="cpu").save(str(snap))
     (snap / "DRY_RUN.md").write_text(
         f"Doublure de {hub_id} pour la répétition à blanc du profil full (tools/full_dry_run.py) : "

@@ -70,7 +70,7 @@ def dir_size_mb(path: str | Path) -> float:
 
 
 def load_encoder(path: str | Path):
-    """Charge un dossier sentence-transformers sur CPU : Transformer + moyenne des jetons.
+    """Charge un dossier sentence-transformers (ou un identifiant du hub) sur CPU : Transformer + moyenne des jetons.
 
     Le module ``Normalize`` éventuel est retiré (la normalisation devient une
     option explicite) ; le « pooler » BERT, inutilisé par la moyenne, aussi.
@@ -82,9 +82,18 @@ def load_encoder(path: str | Path):
     hf_logging.disable_progress_bar()  # barres « Loading weights » / « Writing model shards »
 
     check_type("path", path, (str, Path))
-    if not (Path(path) / "modules.json").is_file():
+    folder = Path(path)
+    if not folder.is_dir() and isinstance(path, str) and path.count("/") == 1:  # identifiant du hub (profil full)
+        from huggingface_hub import snapshot_download
+
+        try:
+            folder = Path(snapshot_download(path))  # cache du hub d'abord ; hors ligne, le cache seul
+        except Exception as exc:  # noqa: BLE001 - toute erreur du hub devient une erreur française
+            raise ValueError(f"path : modèle {path!r} introuvable dans le cache du hub ni sur le hub "
+                             f"({type(exc).__name__}).") from exc
+    if not (folder / "modules.json").is_file():
         raise ValueError(f"path : dossier sentence-transformers introuvable (pas de modules.json) ; reçu {str(path)!r}.")
-    st = SentenceTransformer(str(path), device="cpu")
+    st = SentenceTransformer(str(folder), device="cpu")
     modules = [m for m in st if not isinstance(m, Normalize)]
     if len(modules) != 2 or not isinstance(modules[0], Transformer) or not isinstance(modules[1], Pooling):
         raise ValueError(f"{path} doit contenir un Transformer suivi d'un Pooling, trouvé {[type(m).__name__ for m in st]}.")
