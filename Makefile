@@ -135,6 +135,7 @@ test-install: venv
 # Répétition à blanc du profil full : doublures réduites des modèles (mêmes classes) dans un cache
 # Hugging Face temporaire, jeux du hub en fichiers locaux, hors ligne, sur CPU, budgets réduits (ATELIER_DRY_RUN=1).
 # Chaque cellule de chaque chapitre doit s'exécuter. À lancer avant chaque version. CHAPTERS="03 04" pour certains.
+# Environ 6 min 30 sur 2 cœurs (fp32) : hors de make test, dont le budget est déjà de 27 à 50 min (CONTRIBUTING).
 full-dry-run: venv assets
 	$(PY) -m tools.full_dry_run $(CHAPTERS)
 

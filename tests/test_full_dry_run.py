@@ -50,3 +50,54 @@ def test_dry_budget(monkeypatch):
     monkeypatch.setenv("ATELIER_DRY_RUN", "peut-être")
     with pytest.raises(ValueError, match="ATELIER_DRY_RUN"):
         config.dry_run()
+
+
+def test_hub_standins_read_through_hub_fallback(tmp_path, monkeypatch):
+    """Jeux du hub disposés comme leurs dépôts : le repli d'atelier.assets.data les relit comme les fichiers locaux."""
+    import datasets
+    import pandas as pd
+
+    from atelier.assets import data
+    from atelier.assets.data_catalog import DATASETS, HUB_IDS
+    from atelier.runtime import config
+
+    source = config.data_dir()
+    if not (source / "xnli_fr").is_dir():
+        pytest.skip("données locales absentes")
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "cache")
+    monkeypatch.setenv("ATELIER_DATA", str(source))
+    dry.build_hub_datasets(tmp_path / "hub", source)
+    monkeypatch.chdir(tmp_path / "hub")   # datasets résout « org/nom » en dossier local d'abord
+    with pytest.raises(RuntimeError, match="scripts are no longer supported"):
+        datasets.load_dataset("Davlan/sib200", "fra_Latn", split="test")   # comme sur le hub : d'où HUB_FILES
+    for name in HUB_IDS:
+        for split in DATASETS[name].hub_splits:
+            monkeypatch.setenv("ATELIER_DATA", str(source))
+            local = data.load(name, split)
+            monkeypatch.setenv("ATELIER_DATA", str(tmp_path / "absent"))
+            hub = data.load(name, split)
+            if name == "oasst1_fr":
+                if split == "top1":   # mêmes conversations (l'ordre suit les parties train/validation du hub)
+                    key = lambda c: json.dumps(c["messages"], ensure_ascii=False)  # noqa: E731
+                    assert sorted(map(key, hub)) == sorted(map(key, local))
+                continue
+            cols = [c for c in local.columns if c in ("premise", "hypothesis", "label", "sentence1", "sentence2",
+                                                      "score", "text")]
+            pd.testing.assert_frame_equal(hub[cols].reset_index(drop=True), local[cols].reset_index(drop=True),
+                                          check_dtype=False)
+
+
+def test_load_encoder_accepts_hub_id_from_cache(tmp_path, monkeypatch):
+    """Profil full : ctx.use_model renvoie un identifiant du hub, que load_encoder résout dans le cache."""
+    import huggingface_hub.constants as hub_constants
+
+    from atelier import finetuning as F
+
+    hub_id = "sentence-transformers/all-MiniLM-L6-v2"
+    dry.save_standin(hub_id, tmp_path / "hub", LINES)
+    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
+    encoder = F.load_encoder(hub_id)
+    assert encoder[0].auto_model.config.num_hidden_layers == dry.LAYERS
+    with pytest.raises(ValueError, match="introuvable"):
+        F.load_encoder("sentence-transformers/absent-du-cache")

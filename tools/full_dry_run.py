@@ -48,16 +48,14 @@ EXPECTED = {
     "almanach/camemberta-base": ("DebertaV2ForMaskedLM", "DebertaV2Tokenizer"),
 }
 
-# Colonnes des jeux du hub que lit atelier.assets.data._from_hub (noms du hub, d'après les cartes des jeux).
-HUB_COLUMNS = {
-    "xnli_fr": ["premise", "hypothesis", "label"],                     # label : 0 implication, 1 neutre, 2 contradiction
-    "rte3_fr": ["premise", "hypothesis", "label"],
-    "gqnli_fr": ["premise", "hypothesis", "label"],
-    "stsb_fr": ["sentence1", "sentence2", "similarity_score"],         # score de 0 à 5
-    "pawsx_fr": ["id", "sentence1", "sentence2", "label"],
-    "sib200_fr": ["index_id", "category", "text"],
-    "oasst1_fr": ["message_id", "parent_id", "message_tree_id", "role", "text", "lang", "rank"],  # un message par ligne
-}
+# Colonnes des jeux du hub, d'après leurs cartes (atelier.assets.data_catalog.HUB_SCHEMA, sources citées là).
+def _hub_columns() -> dict[str, list[str]]:
+    from atelier.assets.data_catalog import HUB_SCHEMA
+
+    return {name: list(schema["columns"]) for name, schema in HUB_SCHEMA.items()}
+
+
+HUB_COLUMNS = _hub_columns()
 
 _FALLBACK_TEXT = (
     "Le modèle lit une phrase, la découpe en jetons et prédit le jeton suivant. "
@@ -214,12 +212,13 @@ def save_standin(hub_id: str, hub_cache: Path, lines: list[str] | None = None) -
     model.save_pretrained(snap)
     tokenizer.save_pretrained(snap)
     if hub_id in SENTENCE_MODELS:
-        from sentence_transformers import SentenceTransformer, models
+        from sentence_transformers import SentenceTransformer
+        from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
 
-        modules = [models.Transformer(str(snap), max_seq_length=tokenizer.model_max_length),
-                   models.Pooling(HIDDEN, pooling_mode="mean")]
+        modules = [Transformer(str(snap), max_seq_length=tokenizer.model_max_length),
+                   Pooling(HIDDEN, pooling_mode="mean")]
         if SENTENCE_MODELS[hub_id]:
-            modules.append(models.Normalize())
+            modules.append(Normalize())
         SentenceTransformer(modules=modules, device="cpu").save(str(snap))
     (snap / "DRY_RUN.md").write_text(
         f"Doublure de {hub_id} pour la répétition à blanc du profil full (tools/full_dry_run.py) : "
@@ -252,59 +251,100 @@ def _hub_frames(name: str, split):
     from atelier.assets import data
 
     df = data.load(name, split)
-    if name in ("xnli_fr", "rte3_fr", "gqnli_fr"):
-        return df[["premise", "hypothesis", "label"]].astype({"label": "int64"})
-    if name == "stsb_fr":
-        return df.rename(columns={"score": "similarity_score"})[HUB_COLUMNS[name]]
-    if name == "pawsx_fr":
+    if name == "xnli_fr":
         return df[HUB_COLUMNS[name]].astype({"label": "int64"})
+    if name in ("rte3_fr", "gqnli_fr"):  # les fichiers locaux sont ceux du hub : mêmes colonnes
+        return df[HUB_COLUMNS[name]].astype({"label": "int64"})
+    if name == "stsb_fr":
+        return df.rename(columns={"score": "similarity_score"})[HUB_COLUMNS[name]].astype({"similarity_score": "float32"})
+    if name == "pawsx_fr":
+        return df[HUB_COLUMNS[name]].astype({"id": "int32", "label": "int64"})
     if name == "sib200_fr":
         return df.rename(columns={"label": "category"})[HUB_COLUMNS[name]]
     if name == "oasst1_fr":  # conversations locales → messages d'OASST1 (un arbre par conversation)
         rows = []
         role = {"user": "prompter", "assistant": "assistant"}
+        extra = {"user_id": "u", "created_date": "2023-04-12T00:00:00+00:00", "review_count": 3, "review_result": True,
+                 "deleted": False, "synthetic": False, "model_name": None, "detoxify": None,
+                 "tree_state": "ready_for_export", "emojis": None, "labels": None}
         for i, conv in enumerate(df):
             tree, parent = f"t{split}{i}", None
             for j, m in enumerate(conv["messages"]):
                 mid = f"{tree}-{j}"
-                rows.append({"message_id": mid, "parent_id": parent, "message_tree_id": tree,
-                             "role": role[m["role"]], "text": m["content"], "lang": "fr", "rank": 0.0 if j else None})
+                rows.append({"message_id": mid, "parent_id": parent, "message_tree_id": tree, **extra,
+                             "role": role[m["role"]], "text": m["content"], "lang": "fr", "rank": 0 if j else None})
                 parent = mid
-        rows.append({"message_id": "en-0", "parent_id": None, "message_tree_id": "en", "role": "prompter",
+        rows.append({"message_id": "en-0", "parent_id": None, "message_tree_id": "en", **extra, "role": "prompter",
                      "text": "Hello", "lang": "en", "rank": None})  # une autre langue, que le repli doit écarter
-        return pd.DataFrame(rows)[HUB_COLUMNS[name]]
+        return pd.DataFrame(rows)[HUB_COLUMNS[name]].astype({"rank": "Int32"})
     raise ValueError(name)
 
 
+def _write_split(folder: Path, file: str, frame) -> None:
+    """Écrit une partie d'un jeu du hub au chemin ``file`` du dépôt (TSV sans guillemets ou parquet)."""
+    import csv
+
+    path = folder / file
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if file.endswith(".tsv"):
+        frame.to_csv(path, sep="\t", index=False, quoting=csv.QUOTE_NONE)
+    else:
+        frame.reset_index(drop=True).to_parquet(path, index=False)
+
+
 def build_hub_datasets(root: Path, source_data: Path) -> dict[str, Path]:
-    """Écrit sous ``root/<identifiant du hub>/`` les jeux du hub (parquet + README.md de configuration)."""
-    from atelier.assets.data_catalog import DATASETS, HUB_IDS
+    """Écrit sous ``root/<identifiant du hub>/`` les jeux du hub, disposés comme leurs dépôts.
+
+    Parquet et ``README.md`` de configuration (configs et parties déclarées, comme sur le hub) ; les
+    fichiers de :data:`atelier.assets.data_catalog.HUB_FILES` à leur chemin du dépôt, avec un script de
+    chargement factice pour SIB-200 (que ``datasets`` refuse, comme sur le hub) ; RTE3-FR et GQNLI-FR en TSV
+    sans configuration, dont ``datasets`` déduit les parties des noms de fichiers, comme sur le hub.
+    """
+    from atelier.assets.data_catalog import DATASETS, HUB_FILES, HUB_IDS
 
     os.environ["ATELIER_DATA"] = str(source_data)
+    tsv_repos = {"rte3_fr": {"dev": "RTE3-FR-dev-set-3class.tsv", "test": "RTE3-FR-test-gold-3class.tsv"},
+                 "gqnli_fr": {"test": "gqnli.test.fr.tsv"}}
     out = {}
     for name, (hub_id, config_name) in HUB_IDS.items():
         ds = DATASETS[name]
         folder = root / hub_id
         sub = config_name or "default"
-        (folder / sub).mkdir(parents=True, exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)
         hub_parts: dict[str, list] = {}
         for split, hub_split in ds.hub_splits.items():
             if name == "oasst1_fr" and split != "top1":
                 continue  # un seul jeu de messages sur le hub ; « all » en est tiré aussi
             splits = hub_split if isinstance(hub_split, tuple) else (hub_split,)
             frame = _hub_frames(name, split)
-            for k, s in enumerate(splits):  # oasst1 : train et validation, moitié chacune
-                part = frame.iloc[k::len(splits)] if len(splits) > 1 and name != "oasst1_fr" else frame
+            for k, s in enumerate(splits):  # oasst1 : train et validation, un arbre sur deux chacune
+                part = frame
                 if name == "oasst1_fr":
                     trees = sorted(frame["message_tree_id"].unique())
                     part = frame[frame["message_tree_id"].isin(trees[k::len(splits)])]
-                file = f"{sub}/{s}-00000-of-00001.parquet"
-                part.reset_index(drop=True).to_parquet(folder / file, index=False)
-                hub_parts[s] = [file]
-        configs = [{"config_name": sub, "data_files": [{"split": s, "path": f} for s, f in hub_parts.items()]}]
-        if config_name is None:
-            configs[0]["default"] = True
-        readme = "---\n" + _yaml({"configs": configs}) + "---\n" + f"Doublure locale de {hub_id} (colonnes du hub).\n"
+                if name == "pawsx_fr":
+                    _write_split(folder, HUB_FILES[hub_id, config_name][s], part)
+                elif name in tsv_repos or name == "sib200_fr":  # fichiers d'origine, tels quels (guillemets compris)
+                    pass
+                else:
+                    file = f"{sub}/{s}-00000-of-00001.parquet"
+                    _write_split(folder, file, part)
+                    hub_parts[s] = [file]
+        for split, file in tsv_repos.get(name, {}).items():
+            shutil.copyfile(source_data / ds.folder / ds.files[split], folder / file)
+        if name == "sib200_fr":
+            for split, hub_split in ds.hub_splits.items():
+                target = folder / HUB_FILES[hub_id, config_name][hub_split]
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(source_data / ds.folder / ds.files[split], target)
+            (folder / "sib200.py").write_text("# Script de chargement du dépôt (factice) : datasets ≥ 4 le refuse.\n")
+        if hub_parts:
+            configs = [{"config_name": sub, "data_files": [{"split": s, "path": f} for s, f in hub_parts.items()]}]
+            if config_name is None:
+                configs[0]["default"] = True
+            readme = "---\n" + _yaml({"configs": configs}) + "---\n" + f"Doublure locale de {hub_id} (colonnes du hub).\n"
+        else:
+            readme = f"Doublure locale de {hub_id} (colonnes et fichiers du hub).\n"
         (folder / "README.md").write_text(readme, encoding="utf-8")
         out[name] = folder
     return out
@@ -366,6 +406,26 @@ def _cell_errors(nb) -> list[str]:
     return errors
 
 
+def _cell_seconds(cell) -> float:
+    """Durée d'exécution d'une cellule, d'après les horodatages que nbclient écrit dans ses métadonnées."""
+    from datetime import datetime
+
+    stamps = cell.get("metadata", {}).get("execution", {})
+    try:
+        start = datetime.fromisoformat(stamps["iopub.execute_input"].replace("Z", "+00:00"))
+        end = datetime.fromisoformat(stamps["shell.execute_reply"].replace("Z", "+00:00"))
+    except (KeyError, ValueError):
+        return 0.0
+    return (end - start).total_seconds()
+
+
+def slowest_cells(nb, n: int = 3) -> list[str]:
+    """Les ``n`` cellules les plus longues : « n° (première ligne) : durée »."""
+    timed = [(_cell_seconds(c), i, c) for i, c in enumerate(nb.cells) if c.cell_type == "code"]
+    timed.sort(key=lambda t: -t[0])
+    return [f"cellule {i} ({(c.source.splitlines() or [''])[0][:50]!r}) : {sec:.1f} s" for sec, i, c in timed[:n]]
+
+
 def run_notebook(path: Path, run_dir: Path, env: dict[str, str], timeout: int = 1800) -> dict:
     """Exécute toutes les cellules d'un notebook dans ``run_dir`` (sans s'arrêter à la première erreur).
 
@@ -389,7 +449,7 @@ def run_notebook(path: Path, run_dir: Path, env: dict[str, str], timeout: int = 
     ran = sum(1 for c in code if c.get("execution_count") is not None)
     nbformat.write(nb, run_dir / path.name)
     return {"chapter": path.stem, "cells": len(code), "ran": ran, "seconds": time.perf_counter() - start,
-            "errors": _cell_errors(nb), "output": str(run_dir / path.name)}
+            "errors": _cell_errors(nb), "slowest": slowest_cells(nb), "output": str(run_dir / path.name)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -420,6 +480,7 @@ def main(argv: list[str] | None = None) -> int:
                   flush=True)
             for err in res["errors"]:
                 print(f"    {err}", flush=True)
+            print("    les plus longues : " + " ; ".join(res["slowest"]), flush=True)
             failures += bool(res["errors"])
         total = sum(r["seconds"] for r in results)
         print(f"Total : {sum(r['ran'] for r in results)} cellules en {total:.0f} s ; "

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from atelier.assets.data_catalog import DATASETS, HUB_IDS, NAMES, NLI_LABELS, NLI_LABELS_FR, Dataset
+from atelier.assets.data_catalog import DATASETS, HUB_FILES, HUB_IDS, NAMES, NLI_LABELS, NLI_LABELS_FR, Dataset
 from atelier.assets.models import AssetUnavailableError
 from atelier.runtime import config
 
@@ -65,10 +65,11 @@ def _check_split(ds: Dataset, split):
 # --------------------------------------------------------------------------
 # Lecture des fichiers locaux
 # --------------------------------------------------------------------------
-def _read_tsv(path: Path) -> pd.DataFrame:
-    # TSV sans guillemets (XNLI, PAWS-X) ; le lecteur C de pandas accepte les CRLF de RTE3.
-    return pd.read_csv(path, sep="\t", quoting=csv.QUOTE_NONE, dtype=str, keep_default_na=False,
-                       encoding="utf-8")
+def _read_tsv(path: Path, quoted: bool = False) -> pd.DataFrame:
+    # TSV sans guillemets (XNLI, PAWS-X), ou à guillemets CSV (RTE3-FR : 200 champs entre « " », comme les lit
+    # datasets sur le hub) ; le lecteur C de pandas accepte les CRLF de RTE3.
+    return pd.read_csv(path, sep="\t", quoting=csv.QUOTE_MINIMAL if quoted else csv.QUOTE_NONE, dtype=str,
+                       keep_default_na=False, encoding="utf-8")
 
 
 def _nli(df: pd.DataFrame) -> pd.DataFrame:
@@ -87,7 +88,7 @@ def _nli(df: pd.DataFrame) -> pd.DataFrame:
 
 def _read_local(ds: Dataset, split, path: Path):
     if ds.task == "nli":
-        return _nli(_read_tsv(path))
+        return _nli(_read_tsv(path, ds.quoted))
     if ds.task == "sts":
         df = pd.read_csv(path, header=None, names=["sentence1", "sentence2", "score"], encoding="utf-8")
         return df.astype({"score": float})
@@ -154,10 +155,21 @@ _GUTENBERG = {1: 17489, 2: 17493, 3: 17494, 4: 17518, 5: 17519}
 
 
 def _hub_load(path: str, name: str | None, split: str):
-    """Charge une partie d'un jeu du hub Hugging Face (point d'entrée remplaçable dans les tests)."""
+    """Charge une partie d'un jeu du hub Hugging Face (point d'entrée remplaçable dans les tests).
+
+    Les dépôts à script de chargement (:data:`HUB_FILES`) sont lus par leurs fichiers de données ; comme
+    ``datasets``, un dossier local qui porte l'identifiant du hub passe avant le hub.
+    """
     from datasets import load_dataset
 
-    return load_dataset(path, name, split=split)
+    files = HUB_FILES.get((path, name))
+    if files is None:
+        return load_dataset(path, name, split=split)
+    base = path if Path(path).is_dir() else f"hf://datasets/{path}"
+    file = f"{base}/{files[split]}"
+    if file.endswith(".tsv"):  # TSV sans guillemets, comme le lisait le script du dépôt
+        return load_dataset("csv", data_files={split: file}, split=split, sep="\t", quoting=csv.QUOTE_NONE)
+    return load_dataset("parquet", data_files={split: file}, split=split)
 
 
 def _download_text(url: str, ds: Dataset, folder: Path) -> str:
@@ -195,7 +207,7 @@ def _from_hub(ds: Dataset, split):
         return pd.DataFrame({"sentence1": hf["sentence1"], "sentence2": hf["sentence2"],
                              "score": hf["similarity_score"].astype(float)})
     if ds.task == "paraphrase":
-        bad = hf["sentence1"].isin(["", "NS"]) | hf["sentence2"].isin(["", "NS"])
+        bad = hf["sentence1"].isin(["", "NS"]) | hf["sentence2"].isin(["", "NS"]) | ~hf["label"].isin([0, 1])
         hf = hf[~bad].reset_index(drop=True)
         return pd.DataFrame({"sentence1": hf["sentence1"], "sentence2": hf["sentence2"],
                              "label": hf["label"].astype(int), "id": hf["id"].astype(str)})

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["NLI_LABELS", "NLI_LABELS_FR", "Dataset", "DATASETS", "NAMES", "HUB_IDS"]
+__all__ = ["NLI_LABELS", "NLI_LABELS_FR", "Dataset", "DATASETS", "NAMES", "HUB_IDS", "HUB_FILES", "HUB_SCHEMA"]
 
 NLI_LABELS = ("entailment", "neutral", "contradiction")
 NLI_LABELS_FR = ("implication", "neutre", "contradiction")
@@ -32,6 +32,7 @@ class Dataset:
     default_split: str | None = None
     notes: str = ""
     hub_splits: dict = field(default_factory=dict)  # partie -> partie sur le hub
+    quoted: bool = False  # TSV à guillemets CSV (champ entre « " », guillemets intérieurs doublés) : RTE3-FR
 
 
 _BIB = {
@@ -135,7 +136,7 @@ DATASETS: dict[str, Dataset] = {
         "BSD 2-Clause", "Skandalis et al. (2024), LREC-COLING ; RTE-3 : Giampiccolo et al. (2007).",
         _BIB["skandalis"] + "\n" + _BIB["rte3"], "maximoss/rte3-french", {"dev": 800, "test": 800},
         notes="Classes déséquilibrées (implication ≈ 51 %), prémisses souvent longues.",
-        hub_splits={"dev": "validation", "test": "test"},
+        hub_splits={"dev": "validation", "test": "test"}, quoted=True,
     ),
     "gqnli_fr": Dataset(
         "gqnli_fr", "GQNLI-FR (quantificateurs)", "nli", "gqnli_fr", {"test": "gqnli.test.fr.tsv"},
@@ -205,4 +206,54 @@ HUB_IDS = {  # identifiant et configuration passés à datasets.load_dataset
     "gqnli_fr": ("maximoss/gqnli-fr", None), "stsb_fr": ("PhilipMay/stsb_multi_mt", "fr"),
     "pawsx_fr": ("google-research-datasets/paws-x", "fr"), "sib200_fr": ("Davlan/sib200", "fra_Latn"),
     "oasst1_fr": ("OpenAssistant/oasst1", None),
+}
+
+# Dépôts du hub qui portent (ou portaient encore à la dernière version vérifiée) un script de chargement,
+# que datasets ≥ 4 refuse : leurs fichiers de données sont lus directement (partie du hub -> fichier du dépôt).
+HUB_FILES = {
+    ("Davlan/sib200", "fra_Latn"): {"train": "data/fra_Latn/train.tsv", "validation": "data/fra_Latn/dev.tsv",
+                                    "test": "data/fra_Latn/test.tsv"},
+    ("google-research-datasets/paws-x", "fr"): {s: f"fr/{s}-00000-of-00001.parquet"
+                                                for s in ("train", "validation", "test")},
+}
+
+# Ce que le repli sur le hub lit, vérifié sur la carte (README.md) ou le script de chargement de chaque jeu :
+# parties du hub, colonnes (dans l'ordre de la carte), étiquettes, et la source consultée. Les doublures
+# de la répétition à blanc (tools/full_dry_run.py) ont exactement ces colonnes.
+HUB_SCHEMA = {
+    "xnli_fr": dict(
+        splits=("train", "validation", "test"), columns=("premise", "hypothesis", "label"),
+        labels="label : ClassLabel 0 entailment, 1 neutral, 2 contradiction",
+        source="https://huggingface.co/datasets/facebook/xnli/blob/4086fcafe44de35eb71c381438a86da03999c2e5/README.md"),
+    "rte3_fr": dict(
+        splits=("validation", "test"),  # déduites des noms de fichiers (…-dev-set-…, …-test-gold-…) : pas de configs
+        columns=("id", "language", "premise", "hypothesis", "label", "label_text", "task", "length"),
+        labels="label 0/1/2 et label_text entailment/neutral/contradiction (label_text fait foi)",
+        source="https://huggingface.co/datasets/maximoss/rte3-french/tree/main ; champs : "
+               "https://huggingface.co/datasets/maximoss/rte3-multi/blob/f78c6a8ac957a394394bfb3bf45617c80bc38322/README.md"),
+    "gqnli_fr": dict(
+        splits=("test",),  # déduite du nom du fichier unique gqnli.test.fr.tsv
+        columns=("uid", "premise", "hypothesis", "label", "label_text", "premise_original", "hypothesis_original"),
+        labels="label 0/1/2 et label_text entailment/neutral/contradiction (label_text fait foi)",
+        source="https://huggingface.co/datasets/maximoss/gqnli-fr/blob/main/README.md"),
+    "stsb_fr": dict(
+        splits=("train", "dev", "test"), columns=("sentence1", "sentence2", "similarity_score"),
+        labels="similarity_score : float32 de 0 à 5",
+        source="https://huggingface.co/datasets/PhilipMay/stsb_multi_mt/commit/e1b7f8617fa83b90b4e7530dac02f1583cc61415"),
+    "pawsx_fr": dict(
+        splits=("train", "validation", "test"), columns=("id", "sentence1", "sentence2", "label"),
+        labels="label : ClassLabel 0 (pas une paraphrase), 1 (paraphrase) ; traductions manquantes « NS » ou vides",
+        source="https://huggingface.co/datasets/google-research-datasets/paws-x/tree/24f9c2c15a6d1990dcdcf0728a14b4a5fd3d3b4a/fr"),
+    "sib200_fr": dict(
+        splits=("train", "validation", "test"),  # fichiers train.tsv, dev.tsv, test.tsv
+        columns=("index_id", "category", "text"),
+        labels="category : science/technology, travel, politics, sports, health, entertainment, geography",
+        source="https://huggingface.co/datasets/Davlan/sib200/raw/380836b2ab7dda501403d3272baff469d759a151/sib200.py"),
+    "oasst1_fr": dict(
+        splits=("train", "validation"),  # un message par ligne, toutes langues ; arbres reconstitués par parent_id
+        columns=("message_id", "parent_id", "user_id", "created_date", "text", "role", "lang", "review_count",
+                 "review_result", "deleted", "rank", "synthetic", "model_name", "detoxify", "message_tree_id",
+                 "tree_state", "emojis", "labels"),
+        labels="role prompter/assistant ; rank : 0 pour la réponse préférée entre sœurs, vide sinon",
+        source="https://huggingface.co/datasets/OpenAssistant/oasst1/blob/37d790373da332a4c8be24bd29ec1550e7f04c3f/README.md"),
 }

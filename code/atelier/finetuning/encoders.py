@@ -72,7 +72,7 @@ def dir_size_mb(path: str | Path) -> float:
 
 
 def load_encoder(path: str | Path, device=None):
-    """Charge un dossier sentence-transformers sur ``device`` : Transformer + moyenne des jetons.
+    """Charge un dossier sentence-transformers (ou un identifiant du hub) sur ``device`` : Transformer + moyenne des jetons.
 
     ``device`` : par défaut le GPU s'il y en a un, sinon le CPU (:func:`atelier.runtime.config.default_device`) ;
     classifieurs et boucles d'entraînement suivent ensuite le périphérique de l'encodeur.
@@ -87,9 +87,18 @@ def load_encoder(path: str | Path, device=None):
 
     check_type("path", path, (str, Path))
     device = str(default_device() if device is None else check_type("device", device, (str, torch.device)))
-    if not (Path(path) / "modules.json").is_file():
+    folder = Path(path)
+    if not folder.is_dir() and isinstance(path, str) and path.count("/") == 1:  # identifiant du hub (profil full)
+        from huggingface_hub import snapshot_download
+
+        try:
+            folder = Path(snapshot_download(path))  # cache du hub d'abord ; hors ligne, le cache seul
+        except Exception as exc:  # noqa: BLE001 - toute erreur du hub devient une erreur française
+            raise ValueError(f"path : modèle {path!r} introuvable dans le cache du hub ni sur le hub "
+                             f"({type(exc).__name__}).") from exc
+    if not (folder / "modules.json").is_file():
         raise ValueError(f"path : dossier sentence-transformers introuvable (pas de modules.json) ; reçu {str(path)!r}.")
-    st = SentenceTransformer(str(path), device=device)
+    st = SentenceTransformer(str(folder), device=device)
     modules = [m for m in st if not isinstance(m, Normalize)]
     if len(modules) != 2 or not isinstance(modules[0], Transformer) or not isinstance(modules[1], Pooling):
         raise ValueError(f"{path} doit contenir un Transformer suivi d'un Pooling, trouvé {[type(m).__name__ for m in st]}.")
