@@ -183,7 +183,7 @@ def test_failed_share_link_says_so(local, monkeypatch):
 
     monkeypatch.setattr(gr.Blocks, "launch", launch)
     monkeypatch.setattr(gr.Blocks, "close", lambda self, *a, **kw: None)
-    with pytest.raises(RuntimeError, match="Lien public .* impossible à créer ; Gradio dit : Could not create"):
+    with pytest.raises(RuntimeError, match="Lien public .* impossible à créer.; Gradio dit.: Could not create"):
         chat.launch(None, None, share=True)
 
 

@@ -106,9 +106,9 @@ def test_sample_per_class_exact_and_deterministic():
 def test_sample_per_class_too_few_names_the_class():
     df = toy_data(5)
     df = df[~((df.label == "cuisine") & (df.index % 5 > 1))]  # cuisine : 2 exemples
-    with pytest.raises(ValueError, match=r"Pas assez d'exemples pour k=3.*'cuisine' : 2.*k=2"):
+    with pytest.raises(ValueError, match=r"Pas assez d'exemples pour k=3.*'cuisine'.: 2.*k=2"):
         sample_per_class(df, 3)
-    with pytest.raises(ValueError, match="'geographie' : 0"):
+    with pytest.raises(ValueError, match="'geographie'.: 0"):
         sample_per_class(toy_data(3), 2, labels=LABELS[:2] + ["geographie", "cuisine"])
 
 
@@ -143,9 +143,9 @@ def test_empty_texts_rejected():
 def test_encode_labels():
     assert encode_labels(["cuisine", "animal", "cuisine"], LABELS).tolist() == [2, 0, 2]
     assert encode_labels(np.array([0, 2]), LABELS).tolist() == [0, 2]
-    with pytest.raises(ValueError, match=r"1 étiquette\(s\) inconnue\(s\) — ligne 1 : 'sport'.*acceptées : animal, vehicule"):
+    with pytest.raises(ValueError, match=r"1 étiquette\(s\) inconnue\(s\) — ligne 1.: 'sport'.*acceptées.: animal, vehicule"):
         encode_labels(["animal", "sport"], LABELS)
-    with pytest.raises(ValueError, match=r"ligne 1 : 3.*indices 0\.\.2"):
+    with pytest.raises(ValueError, match=r"ligne 1.: 3.*indices 0\.\.2"):
         encode_labels([0, 3], LABELS)
     with pytest.raises(ValueError, match="distincts"):
         encode_labels(["a"], ["a", "a"])
@@ -241,7 +241,7 @@ def test_config_validation():
         FinetuneConfig(lr=-1.0)
     with pytest.raises(ValueError, match="freeze_layers"):
         FinetuneConfig(freeze_layers=-2)
-    with pytest.raises(ValueError, match="Approche inconnue : 'prompt'"):
+    with pytest.raises(ValueError, match="Approche inconnue.: 'prompt'"):
         make_classifier("prompt", None, 3)
     with pytest.raises(TypeError, match="FinetuneConfig"):
         make_classifier("full", None, 3, {"lr": 1e-3})

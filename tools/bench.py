@@ -45,7 +45,7 @@ def _chapters(names: list[str]) -> list[Path]:
     chosen = [nb for nb in notebooks if any(nb.stem.startswith(n) for n in names)]
     unknown = [n for n in names if not any(nb.stem.startswith(n) for nb in notebooks)]
     if unknown:
-        raise SystemExit(f"Chapitres inconnus : {', '.join(unknown)} (attendus : "
+        raise SystemExit(f"Chapitres inconnus : {', '.join(unknown)} (attendus : "
                          f"{', '.join(nb.stem for nb in notebooks)}).")
     return chosen
 

@@ -48,10 +48,10 @@ def execution_cache_dir() -> Path:
 def chapter_sources(book_dir: Path = BOOK_DIR) -> list[Path]:
     """Les chapitres exécutables : ``book/NN_slug.md`` avec un ``kernelspec`` (``ValueError`` s'il n'y en a aucun)."""
     if not Path(book_dir).is_dir():
-        raise ValueError(f"book_dir : dossier introuvable : {str(book_dir)!r}.")
+        raise ValueError(f"book_dir : dossier introuvable : {str(book_dir)!r}.")
     found = sorted(p for p in book_dir.glob("[0-9][0-9]_*.md") if "kernelspec:" in p.read_text("utf-8")[:1000])
     if not found:
-        raise ValueError(f"book_dir : aucun chapitre exécutable (NN_slug.md avec kernelspec) dans {str(book_dir)!r}.")
+        raise ValueError(f"book_dir : aucun chapitre exécutable (NN_slug.md avec kernelspec) dans {str(book_dir)!r}.")
     return found
 
 

@@ -58,7 +58,7 @@ def _run(args: list[str], **kw) -> subprocess.CompletedProcess:
     """Lance ``args`` sans rien afficher (pip avertit pour chaque index local vide) ; en cas d'échec, la fin du journal."""
     run = subprocess.run(args, text=True, capture_output=True, **kw)
     if run.returncode:
-        raise RuntimeError(f"échec (code {run.returncode}) de : {' '.join(map(str, args))}\n"
+        raise RuntimeError(f"échec (code {run.returncode}) de : {' '.join(map(str, args))}\n"
                            f"{run.stdout[-2000:]}{run.stderr[-3000:]}")
     return run
 
@@ -70,8 +70,8 @@ def notebooks(chapters: list[str]) -> list[Path]:
     for chapter in chapters:
         match = [nb for nb in known if nb.stem.startswith(chapter)]
         if len(match) != 1:
-            raise ValueError(f"chapitre inconnu ou ambigu : {chapter!r} (attendu : le nom ou le numéro d'un "
-                             f"notebook de book/ : {', '.join(nb.stem for nb in known)}).")
+            raise ValueError(f"chapitre inconnu ou ambigu : {chapter!r} (attendu : le nom ou le numéro d'un "
+                             f"notebook de book/ : {', '.join(nb.stem for nb in known)}).")
         found += match
     return found
 
@@ -82,7 +82,7 @@ def cell_requirements(code: str | None = None) -> tuple[str, list[str]]:
     extras = re.search(r"atelier-llm\[([\w,-]+)\]", code)
     no_deps = re.search(r'"--no-deps",((?:\s*"[^"]+",?)+)\s*\]', code)
     if not extras or not no_deps:
-        raise ValueError("cellule d'installation méconnaissable : attendu « atelier-llm[extras] @ … » "
+        raise ValueError("cellule d'installation méconnaissable : attendu « atelier-llm[extras] @ … » "
                          "et une installation « --no-deps » de paquets épinglés.")
     return extras.group(1), re.findall(r'"([^"]+)"', no_deps.group(1))
 

@@ -140,7 +140,7 @@ def check_paths(paths: list[Path]) -> list[OutputIssue]:
         files = sorted(path.glob("[0-9][0-9]_*.html")) + sorted(path.glob("[0-9][0-9]_*.ipynb")) if path.is_dir() \
             else [path]
         if not files:
-            raise ValueError(f"{path} : aucune page de chapitre (NN_slug.html ou .ipynb) à lire.")
+            raise ValueError(f"{path} : aucune page de chapitre (NN_slug.html ou .ipynb) à lire.")
         for f in files:
             texts = html_texts(f) if f.suffix == ".html" else notebook_texts(f)
             for where, text in texts:

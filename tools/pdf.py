@@ -58,7 +58,7 @@ def executed_notebooks(cache_dir: Path | None = None, only: list[str] | None = N
 
     cache_dir = Path(cache_dir or execution_cache_dir())
     if not cache_dir.is_dir():
-        raise PdfError(f"Cache d'exécution absent ({cache_dir.name}) : lancez d'abord « make book ».")
+        raise PdfError(f"Cache d'exécution absent ({cache_dir.name}) : lancez d'abord « make book ».")
     cache = get_cache(str(cache_dir))
     out, missing = {}, []
     for md in chapter_sources():
@@ -72,7 +72,7 @@ def executed_notebooks(cache_dir: Path | None = None, only: list[str] | None = N
             continue
         out[md.stem] = merged
     if missing:
-        raise PdfError(f"Chapitres absents du cache d'exécution : {', '.join(missing)}. "
+        raise PdfError(f"Chapitres absents du cache d'exécution : {', '.join(missing)}. "
                        "Lancez d'abord « make book » (le PDF n'exécute rien).")
     return out
 
@@ -110,7 +110,7 @@ def export_figures(notebooks: dict, fig_dir: Path) -> tuple[int, int]:
         try:
             kaleido.write_fig_from_object_sync(figs)
         except Exception as exc:  # noqa: BLE001 - Chromium absent, etc. : message clair
-            raise PdfError(f"Export des figures impossible (kaleido et {CHROMIUM}) : {exc}") from exc
+            raise PdfError(f"Export des figures impossible (kaleido et {CHROMIUM}) : {exc}") from exc
     import base64
 
     for o in outputs:
@@ -190,7 +190,7 @@ def write_source_tree(notebooks: dict, src: Path, commit: str, only: list[str] |
 def build(out: Path = OUT, only: list[str] | None = None) -> Path:
     """Construit le PDF ; renvoie son chemin."""
     if shutil.which("xelatex") is None or shutil.which("latexmk") is None:
-        raise PdfError("XeLaTeX ou latexmk absent : installez les paquets Debian texlive-xetex, "
+        raise PdfError("XeLaTeX ou latexmk absent : installez les paquets Debian texlive-xetex, "
                        "texlive-lang-french, texlive-latex-extra et latexmk (make pdf le fait quand il est root).")
     t0 = time.perf_counter()
     notebooks = executed_notebooks(only=only)
@@ -207,7 +207,7 @@ def build(out: Path = OUT, only: list[str] | None = None) -> Path:
     pdf = out / "_build" / "latex" / "livre.pdf"
     if run.returncode != 0 or not pdf.is_file():
         tail = "\n".join((run.stdout + run.stderr).splitlines()[-30:])
-        raise PdfError(f"La compilation LaTeX a échoué (journal complet : {log}) :\n{tail}")
+        raise PdfError(f"La compilation LaTeX a échoué (journal complet : {log}) :\n{tail}")
     target = out / PDF_NAME
     shutil.copy(pdf, target)
     print(f"[atelier] PDF : {target} ({target.stat().st_size / 2**20:.1f} Mio, {n_figs} figures dont "

@@ -34,7 +34,7 @@ def _git(*args: str) -> str:
 def set_version(version: str, root: Path = REPO) -> list[Path]:
     """Écrit ``version`` dans pyproject.toml et dans la cellule d'installation ; renvoie les fichiers changés."""
     if not _VERSION.match(version):
-        raise ValueError(f"version doit s'écrire MAJEUR.MINEUR.CORRECTIF (ex. 0.2.0) ; reçu {version!r}.")
+        raise ValueError(f"version doit s'écrire MAJEUR.MINEUR.CORRECTIF (ex. 0.2.0) ; reçu {version!r}.")
     changed = []
     pyproject = root / "pyproject.toml"
     text = pyproject.read_text("utf-8")
@@ -43,7 +43,7 @@ def set_version(version: str, root: Path = REPO) -> list[Path]:
     ctext = contributing.read_text("utf-8")
     cnew = _REF.sub(rf"\g<1>v{version}", ctext)
     if cnew == ctext and f"@v{version}" not in ctext:
-        raise ValueError("CONTRIBUTING.md : la cellule d'installation ne désigne aucune étiquette vX.Y.Z.")
+        raise ValueError("CONTRIBUTING.md : la cellule d'installation ne désigne aucune étiquette vX.Y.Z.")
     for path, old, value in ((pyproject, text, new), (contributing, ctext, cnew)):
         if value != old:
             path.write_text(value, "utf-8")

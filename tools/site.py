@@ -76,7 +76,7 @@ def _repo_parts(cfg: dict) -> tuple[str, str, str]:
     url = cfg["repository"]["url"].rstrip("/")
     parts = urlsplit(url)
     if parts.netloc != "github.com" or len(parts.path.strip("/").split("/")) != 2:
-        raise ValueError(f"URL du dépôt inattendue dans _config.yml : {url!r} (attendu : https://github.com/ORG/DEPOT).")
+        raise ValueError(f"URL du dépôt inattendue dans _config.yml : {url!r} (attendu : https://github.com/ORG/DEPOT).")
     org, repo = parts.path.strip("/").split("/")
     return org, repo, cfg["repository"].get("branch", "main")
 
@@ -115,7 +115,7 @@ def notebook_path(provider: str, url: str, cfg: dict) -> str:
         if segments[:5] != expected or len(segments) < 6:
             raise ValueError(f"lien Colab vers {'/'.join(segments[:5])!r}, attendu {'/'.join(expected)!r}")
         return "/".join(segments[5:])
-    raise ValueError(f"fournisseur inconnu : {provider!r} (acceptés : Binder, Colab)")
+    raise ValueError(f"fournisseur inconnu : {provider!r} (acceptés : Binder, Colab)")
 
 
 def tracked_files(branch: str, root: Path = config.REPO_ROOT) -> tuple[set[str], str]:
@@ -126,7 +126,7 @@ def tracked_files(branch: str, root: Path = config.REPO_ROOT) -> tuple[set[str],
         )
         if run.returncode == 0:
             return set(run.stdout.splitlines()), ref
-    raise ValueError(f"{root} n'est pas un dépôt git lisible : impossible de lister les fichiers suivis.")
+    raise ValueError(f"{root} n'est pas un dépôt git lisible : impossible de lister les fichiers suivis.")
 
 
 def download_links(page: Path) -> list[str]:
@@ -192,7 +192,7 @@ def internal_link_problems(site: Path) -> list[str]:
 
     index = Path(site).resolve() / "index.html"
     if not index.is_file():
-        raise ValueError(f"{index} n'existe pas : construisez d'abord le site.")
+        raise ValueError(f"{index} n'existe pas : construisez d'abord le site.")
     # Lancé par root, LinkChecker lit le site en tant que « nobody », qui n'a pas toujours le droit
     # de traverser les dossiers du dépôt : on garde l'utilisateur courant (site local, lecture seule).
     launcher = ("import sys, linkcheck.command.linkchecker as lc; lc.drop_privileges = lambda: None; "
@@ -271,7 +271,7 @@ def first_code_cell(notebook: Path) -> tuple[str, list[str]]:
     import nbformat
 
     if not Path(notebook).is_file():
-        raise ValueError(f"{notebook} est absent : régénérez les notebooks (`make notebooks`).")
+        raise ValueError(f"{notebook} est absent : régénérez les notebooks (`make notebooks`).")
     nb = nbformat.read(notebook, as_version=4)
     for cell in nb.cells:
         if cell.cell_type == "code":
@@ -291,7 +291,7 @@ def serve(directory: Path):
     """Sert ``directory`` sur 127.0.0.1, port libre ; renvoie l'URL de base (``http://127.0.0.1:PORT/``)."""
     directory = Path(directory)
     if not (directory / "index.html").is_file():
-        raise ValueError(f"{directory} ne contient pas de site construit (index.html absent) : lancez `make book`.")
+        raise ValueError(f"{directory} ne contient pas de site construit (index.html absent) : lancez `make book`.")
     handler = functools.partial(_QuietHandler, directory=str(directory))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -317,7 +317,7 @@ def sync_install_cell(md: Path, root: Path = config.REPO_ROOT) -> bool:
     text = Path(md).read_text(encoding="utf-8")
     m = _FIRST_CELL.search(text)
     if not m:
-        raise ValueError(f"{md} : aucune cellule ```{{code-cell}} (ce n'est pas un chapitre exécutable).")
+        raise ValueError(f"{md} : aucune cellule ```{{code-cell}} (ce n'est pas un chapitre exécutable).")
     if "importlib.util.find_spec(\"atelier\")" in m["body"]:
         new = text[: m.start()] + cell + text[m.end():]
     else:

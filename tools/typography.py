@@ -514,9 +514,9 @@ def check(text: str, path: str = "<texte>") -> list[Issue]:
 
 def _read(path: Path) -> str:
     if path.suffix != ".md":
-        raise ValueError(f"{path} : seules les pages MyST (.md) sont acceptées, pas « {path.suffix or 'sans extension'} ».")
+        raise ValueError(f"{path} : seules les pages MyST (.md) sont acceptées, pas « {path.suffix or 'sans extension'} ».")
     if not path.is_file():
-        raise ValueError(f"{path} : fichier introuvable.")
+        raise ValueError(f"{path} : fichier introuvable.")
     return path.read_text(encoding="utf-8")
 
 

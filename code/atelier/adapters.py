@@ -59,8 +59,8 @@ def add_lora(model: nn.Module, target_modules: Sequence[str], *, task: str | Non
     unknown = [t for t in target_modules if t not in available]
     if unknown:
         raise ValueError(
-            f"Modules LoRA introuvables dans {type(model).__name__} : {unknown}. "
-            f"Couches linéaires disponibles : {', '.join(available)}."
+            f"Modules LoRA introuvables dans {type(model).__name__} : {unknown}. "
+            f"Couches linéaires disponibles : {', '.join(available)}."
         )
     r, alpha, dropout = check_rank_alpha(r, alpha, dropout)
     cfg = LoraConfig(task_type=task, r=r, lora_alpha=alpha, lora_dropout=dropout, bias="none",

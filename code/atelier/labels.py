@@ -22,7 +22,7 @@ def check_label_names(labels: Sequence[str]) -> list[str]:
         raise TypeError("labels doit être une liste de noms de classes, pas une chaîne seule.")
     labels = list(labels)
     if len(labels) < 2:
-        raise ValueError(f"Il faut au moins deux classes, reçu {len(labels)} : {labels!r}.")
+        raise ValueError(f"Il faut au moins deux classes, reçu {len(labels)} : {labels!r}.")
     if any(not isinstance(x, str) or not x.strip() for x in labels):
         raise ValueError(f"Les noms de classes doivent être des chaînes non vides, reçu {labels!r}.")
     if len(set(labels)) != len(labels):
@@ -39,10 +39,10 @@ def encode_labels(values: Iterable, labels: Sequence[str]) -> np.ndarray:
     """
     labels = check_label_names(labels)
     if isinstance(values, (str, bytes)):
-        raise TypeError("Les étiquettes doivent former une séquence, pas une chaîne seule : écrivez [étiquette].")
+        raise TypeError("Les étiquettes doivent former une séquence, pas une chaîne seule : écrivez [étiquette].")
     values = list(values)
     if not values:
-        raise ValueError("Aucune étiquette : la liste est vide.")
+        raise ValueError("Aucune étiquette : la liste est vide.")
     index = {name: i for i, name in enumerate(labels)}
     out, bad = [], []
     for row, value in enumerate(values):
@@ -57,7 +57,7 @@ def encode_labels(values: Iterable, labels: Sequence[str]) -> np.ndarray:
         shown = ", ".join(f"ligne {r} : {v!r}" for r, v in bad[:10])
         more = f" (et {len(bad) - 10} autres)" if len(bad) > 10 else ""
         raise ValueError(
-            f"{len(bad)} étiquette(s) inconnue(s) — {shown}{more}. Étiquettes acceptées : "
+            f"{len(bad)} étiquette(s) inconnue(s) — {shown}{more}. Étiquettes acceptées : "
             f"{', '.join(labels)} (ou leurs indices 0..{len(labels) - 1} dans cet ordre)."
         )
     return np.asarray(out, dtype=np.int64)

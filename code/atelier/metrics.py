@@ -27,7 +27,7 @@ def classification_scores(y_true: Sequence[int], y_pred: Sequence[int]) -> dict[
         raise ValueError("Impossible de calculer des scores sur zéro exemple.")
     for name, y in (("y_true", y_true), ("y_pred", y_pred)):
         if y.dtype.kind == "f" and not np.all(np.isfinite(y) & (y == np.round(y))):
-            raise ValueError(f"{name} doit contenir des étiquettes (entiers ou noms de classes) ; reçu des "
+            raise ValueError(f"{name} doit contenir des étiquettes (entiers ou noms de classes) ; reçu des "
                              f"valeurs non entières ou NaN (par exemple {y[~(np.isfinite(y) & (y == np.round(y)))][:3].tolist()!r}).")
     if len(y_true) != len(y_pred):
         raise ValueError(
@@ -50,7 +50,7 @@ class Interval(NamedTuple):
 
 def _check_level(level: float) -> None:
     if not isinstance(level, float | int) or not 0.0 < float(level) < 1.0:
-        raise ValueError(f"level doit être un nombre strictement entre 0 et 1 ; reçu : {level!r}.")
+        raise ValueError(f"level doit être un nombre strictement entre 0 et 1 ; reçu : {level!r}.")
 
 
 def bootstrap_interval(
@@ -69,14 +69,14 @@ def bootstrap_interval(
     """
     _check_level(level)
     if not samples:
-        raise ValueError("bootstrap_interval attend au moins un échantillon ; reçu : aucun.")
+        raise ValueError("bootstrap_interval attend au moins un échantillon ; reçu : aucun.")
     arrays = [np.asarray(s) for s in samples]
     sizes = {len(a) for a in arrays}
     if len(sizes) != 1:
-        raise ValueError(f"Les échantillons doivent avoir la même longueur ; reçu : {sorted(sizes)}.")
+        raise ValueError(f"Les échantillons doivent avoir la même longueur ; reçu : {sorted(sizes)}.")
     (n,) = sizes
     if n < 2:
-        raise ValueError(f"Il faut au moins 2 exemples pour un intervalle bootstrap ; reçu : {n}.")
+        raise ValueError(f"Il faut au moins 2 exemples pour un intervalle bootstrap ; reçu : {n}.")
     estimate = float(metric(*arrays))
     index = np.arange(n)
     res = stats.bootstrap(
@@ -100,9 +100,9 @@ def seed_interval(values: Sequence[float], level: float = 0.95) -> Interval:
     _check_level(level)
     x = np.asarray(values, dtype=float)
     if x.ndim != 1 or len(x) == 0:
-        raise ValueError(f"values doit être une liste non vide de nombres ; reçu : {values!r}.")
+        raise ValueError(f"values doit être une liste non vide de nombres ; reçu : {values!r}.")
     if not np.all(np.isfinite(x)):
-        raise ValueError(f"values contient une valeur non finie : {values!r}.")
+        raise ValueError(f"values contient une valeur non finie : {values!r}.")
     mean = float(x.mean())
     if len(x) == 1:
         return Interval(mean, mean, mean)

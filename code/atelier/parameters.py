@@ -69,9 +69,9 @@ def count_weights(source) -> int | None:
         return parameter_counts(source)[1]
     if isinstance(source, (str, Path)):
         if not str(source).endswith(".npz"):
-            raise ValueError(f"source : seuls les fichiers de poids .npz sont lus ; reçu {str(source)!r}.")
+            raise ValueError(f"source : seuls les fichiers de poids .npz sont lus ; reçu {str(source)!r}.")
         if not Path(source).is_file():
-            raise ValueError(f"source : fichier de poids introuvable : {str(source)!r}.")
+            raise ValueError(f"source : fichier de poids introuvable : {str(source)!r}.")
         import numpy as np
 
         with np.load(source) as weights:

@@ -49,16 +49,16 @@ def check_attention_inputs(q, k, v, scale=None, mask=None):
         raise TypeError(f"q, k et v doivent avoir le même type, reçu {q.dtype}, {k.dtype} et {v.dtype}.")
     if q.shape[-1] != k.shape[-1]:
         raise ValueError(
-            f"q et k doivent avoir la même dimension de tête (dernier axe) : {q.shape[-1]} ≠ {k.shape[-1]}."
+            f"q et k doivent avoir la même dimension de tête (dernier axe) : {q.shape[-1]} ≠ {k.shape[-1]}."
         )
     if k.shape[-2] != v.shape[-2]:
-        raise ValueError(f"k et v doivent avoir le même nombre de positions : {k.shape[-2]} ≠ {v.shape[-2]}.")
+        raise ValueError(f"k et v doivent avoir le même nombre de positions : {k.shape[-2]} ≠ {v.shape[-2]}.")
     try:
         batch = torch.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])  # (lot, têtes…)
     except RuntimeError:
         raise ValueError(
-            f"Les axes de tête (lot, têtes…) de q, k et v sont incompatibles : {_shape(q)}, {_shape(k)} et "
-            f"{_shape(v)} (chaque axe doit être égal ou valoir 1 ; en attention groupée, répétez k et v avec repeat_kv)."
+            f"Les axes de tête (lot, têtes…) de q, k et v sont incompatibles : {_shape(q)}, {_shape(k)} et "
+            f"{_shape(v)} (chaque axe doit être égal ou valoir 1 ; en attention groupée, répétez k et v avec repeat_kv)."
         ) from None
     if mask is not None:
         if not isinstance(mask, torch.Tensor):
@@ -140,7 +140,7 @@ def check_rotary_params(length, head_dim, theta) -> None:
     """Vérifie les réglages de RoPE : ``length`` entier ≥ 1, ``head_dim`` entier pair ≥ 2, ``theta`` réel fini > 0."""
     check_int("length", length, min=1)
     if check_int("head_dim", head_dim, min=2) % 2:
-        raise ValueError(f"RoPE exige une dimension de tête paire (head_dim) ; reçu {head_dim}.")
+        raise ValueError(f"RoPE exige une dimension de tête paire (head_dim) ; reçu {head_dim}.")
     check_float("theta", theta, min=0, min_open=True)
 
 

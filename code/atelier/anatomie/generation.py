@@ -72,14 +72,14 @@ def check_logits(logits) -> None:
     et au moins un jeton possible (logit ``> -inf``) par ligne ; ``-inf`` marque un jeton déjà retiré."""
     if not isinstance(logits, torch.Tensor) or not logits.is_floating_point():
         kind = f"un tenseur {logits.dtype}" if isinstance(logits, torch.Tensor) else type(logits).__name__
-        raise TypeError(f"logits doit être un torch.Tensor flottant de forme (V,) ou (B, V) ; reçu {kind}.")
+        raise TypeError(f"logits doit être un torch.Tensor flottant de forme (V,) ou (B, V) ; reçu {kind}.")
     if logits.dim() not in (1, 2) or logits.shape[-1] == 0:
         raise ValueError(f"logits doit avoir la forme (V,) ou (B, V) avec V ≥ 1, reçu {tuple(logits.shape)}.")
     if torch.isnan(logits).any() or torch.isposinf(logits).any():
-        raise ValueError("logits contient des NaN ou des +inf : aucune probabilité n'en sort (seul -inf est "
+        raise ValueError("logits contient des NaN ou des +inf : aucune probabilité n'en sort (seul -inf est "
                          "accepté, pour un jeton retiré). Vérifiez le modèle ou la précision de calcul.")
     if torch.isneginf(logits).all(dim=-1).any():
-        raise ValueError("logits : une ligne ne vaut que -inf, aucun jeton n'y reste possible.")
+        raise ValueError("logits : une ligne ne vaut que -inf, aucun jeton n'y reste possible.")
 
 
 def check_previous_ids(previous_ids, B, V, device):
@@ -97,7 +97,7 @@ def check_previous_ids(previous_ids, B, V, device):
     if prev.dim() != 2 or prev.shape[0] != B:
         raise ValueError(f"previous_ids doit avoir la forme (T,) ou ({B}, T), reçu {tuple(prev.shape)}.")
     if prev.numel() and (prev.min() < 0 or prev.max() >= V):
-        raise ValueError(f"previous_ids contient des identifiants hors du vocabulaire [0, {V - 1}] ; "
+        raise ValueError(f"previous_ids contient des identifiants hors du vocabulaire [0, {V - 1}] ; "
                          f"reçu de {prev.min().item()} à {prev.max().item()}.")
     return prev
 

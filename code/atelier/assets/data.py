@@ -54,7 +54,7 @@ def _check_split(ds: Dataset, split):
         return ds.default_split
     if not isinstance(split, str | int) or isinstance(split, bool):
         accepted = ", ".join(repr(s) for s in ds.files)
-        raise TypeError(f"split doit être le nom d'une partie ({accepted}) ou None ; reçu {type(split).__name__} "
+        raise TypeError(f"split doit être le nom d'une partie ({accepted}) ou None ; reçu {type(split).__name__} "
                         f"({split!r}). Pour plusieurs parties, appelez load() une fois par partie.")
     if split not in ds.files:
         accepted = ", ".join(repr(s) for s in ds.files)

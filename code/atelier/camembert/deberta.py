@@ -60,7 +60,7 @@ def log_bucket_position(relative_pos, bucket_size: int, max_position: int) -> to
     mid = bucket_size // 2
     if max_position <= mid + 1:
         raise ValueError(
-            f"max_position ({max_position}) doit dépasser bucket_size // 2 + 1 = {mid + 1} : "
+            f"max_position ({max_position}) doit dépasser bucket_size // 2 + 1 = {mid + 1} : "
             "sinon il n'y a rien à regrouper."
         )
     if not torch.is_tensor(relative_pos):
@@ -98,19 +98,19 @@ def check_position_term(x, pos, idx, x_name: str, pos_name: str) -> None:
         if not isinstance(value, torch.Tensor):
             raise TypeError(f"{name} doit être un torch.Tensor, reçu {type(value).__name__}.")
     if x.dim() != 4 or pos.dim() != 3 or idx.dim() != 2:
-        raise ValueError(f"Formes attendues : {x_name} (B, H, T, d), {pos_name} (H, 2k, d), idx (Tq, Tk) ; reçu "
+        raise ValueError(f"Formes attendues : {x_name} (B, H, T, d), {pos_name} (H, 2k, d), idx (Tq, Tk) ; reçu "
                          f"{tuple(x.shape)}, {tuple(pos.shape)} et {tuple(idx.shape)}.")
     if not x.is_floating_point() or x.dtype != pos.dtype:
         raise TypeError(f"{x_name} et {pos_name} doivent être flottants et de même type, reçu {x.dtype} et {pos.dtype}.")
     if x.shape[-1] != pos.shape[-1] or pos.shape[0] not in (1, x.shape[1]):
-        raise ValueError(f"{pos_name} {tuple(pos.shape)} ne correspond pas à {x_name} {tuple(x.shape)} : même dimension "
+        raise ValueError(f"{pos_name} {tuple(pos.shape)} ne correspond pas à {x_name} {tuple(x.shape)} : même dimension "
                          f"de tête d (dernier axe) et H = {x.shape[1]} (ou 1) tables attendues.")
     if idx.is_floating_point() or idx.dtype == torch.bool:
         raise TypeError(f"idx doit contenir des indices entiers, reçu le type {idx.dtype}.")
     if idx.shape[0] != x.shape[-2]:
         raise ValueError(f"idx {tuple(idx.shape)} doit avoir une ligne par position de {x_name} ({x.shape[-2]}).")
     if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= pos.shape[1]):
-        raise ValueError(f"idx doit rester dans [0, {pos.shape[1] - 1}] (lignes de {pos_name}) ; reçu de "
+        raise ValueError(f"idx doit rester dans [0, {pos.shape[1] - 1}] (lignes de {pos_name}) ; reçu de "
                          f"{int(idx.min())} à {int(idx.max())}.")
 
 
@@ -180,7 +180,7 @@ class DisentangledSelfAttention(nn.Module):
         pos_att_type = list(pos_att_type or [])
         unknown = [t for t in pos_att_type if t not in POS_ATT_TYPES]
         if unknown:
-            raise ValueError(f"pos_att_type inconnu(s) {unknown} : valeurs acceptées {list(POS_ATT_TYPES)}.")
+            raise ValueError(f"pos_att_type inconnu(s) {unknown} : valeurs acceptées {list(POS_ATT_TYPES)}.")
         self.query_proj, self.key_proj, self.value_proj = query_proj, key_proj, value_proj
         self.num_heads = num_heads
         self.pos_att_type = pos_att_type
@@ -211,7 +211,7 @@ class DisentangledSelfAttention(nn.Module):
         missing = [a for a in needed if not hasattr(module, a)]
         if missing:
             raise TypeError(
-                f"from_hf attend un DisentangledSelfAttention de transformers (DeBERTa-v2) ; "
+                f"from_hf attend un DisentangledSelfAttention de transformers (DeBERTa-v2) ; "
                 f"{type(module).__name__} n'a pas {missing}."
             )
         rel = bool(getattr(module, "relative_attention", False))

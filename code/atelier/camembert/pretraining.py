@@ -82,7 +82,7 @@ def make_blocks(tokenizer, text: str, seq_len: int = 64) -> torch.Tensor:
     body = seq_len - 2
     n = len(ids) // body
     if n == 0:
-        raise ValueError(f"Texte trop court : {len(ids)} jetons pour des blocs de {seq_len}.")
+        raise ValueError(f"Texte trop court : {len(ids)} jetons pour des blocs de {seq_len}.")
     x = torch.tensor(ids[: n * body]).view(n, body)  # (N, seq_len - 2)
     cls = torch.full((n, 1), tokenizer.cls_token_id)
     sep = torch.full((n, 1), tokenizer.sep_token_id)
@@ -114,7 +114,7 @@ def encoder_configs(vocab_size: int, *, seq_len: int = 64, hidden: int = 128, la
     hidden, heads = check_int("hidden", hidden, min=1), check_int("heads", heads, min=1)
     check_int("intermediate", intermediate, min=1)
     if hidden % heads:
-        raise ValueError(f"hidden ({hidden}) doit être un multiple de heads ({heads}) : chaque tête a hidden / heads "
+        raise ValueError(f"hidden ({hidden}) doit être un multiple de heads ({heads}) : chaque tête a hidden / heads "
                          "dimensions.")
     check_int("pad_token_id", pad_token_id, min=0, max=vocab_size - 1)
     max_positions = seq_len if max_positions is None else max_positions
@@ -155,7 +155,7 @@ def masked_batches(blocks: torch.Tensor, tokenizer, batch_size: int, seed: int,
 
     if not isinstance(blocks, torch.Tensor) or blocks.is_floating_point() or blocks.dtype == torch.bool:
         kind = f"un tenseur {blocks.dtype}" if isinstance(blocks, torch.Tensor) else type(blocks).__name__
-        raise TypeError(f"blocks doit être un tenseur d'identifiants entiers (N, T) (make_blocks) ; reçu {kind}.")
+        raise TypeError(f"blocks doit être un tenseur d'identifiants entiers (N, T) (make_blocks) ; reçu {kind}.")
     if blocks.dim() != 2 or blocks.size(0) < 1:
         raise ValueError("blocks doit être un tenseur (N, T) non vide.")
     seed = check_int("seed", seed, min=0)
@@ -181,7 +181,7 @@ def unigram_loss(train_blocks: torch.Tensor, batches: list[dict[str, torch.Tenso
     """
     vocab_size = check_int("vocab_size", vocab_size, min=1)
     if not batches:
-        raise ValueError("batches est vide : donnez les lots de validation (masked_batches).")
+        raise ValueError("batches est vide : donnez les lots de validation (masked_batches).")
     if not isinstance(train_blocks, torch.Tensor) or train_blocks.is_floating_point() or (
             train_blocks.numel() and int(train_blocks.max()) >= vocab_size):
         raise ValueError(f"train_blocks doit être un tenseur d'identifiants entiers dans [0, {vocab_size - 1}].")
@@ -240,7 +240,7 @@ def article_ids(tokenizer, words=ARTICLES) -> list[int]:
     ids = [tokenizer.convert_tokens_to_ids("▁" + w) for w in words]
     missing = [w for w, i in zip(words, ids) if i in (None, tokenizer.unk_token_id)]
     if missing:
-        raise ValueError(f"Articles absents du vocabulaire comme mots entiers : {missing}.")
+        raise ValueError(f"Articles absents du vocabulaire comme mots entiers : {missing}.")
     return ids
 
 
@@ -270,7 +270,7 @@ def article_probe(model, blocks: torch.Tensor, tokenizer, words=ARTICLES, batch_
         pred.append(logits[where.to(logits.device)][:, ids.to(logits.device)].argmax(1).cpu())
     model.train(was)
     if not truth:
-        raise ValueError("Aucun article dans les blocs : impossible de sonder.")
+        raise ValueError("Aucun article dans les blocs : impossible de sonder.")
     return torch.cat(truth).cpu().numpy(), torch.cat(pred).numpy()
 
 

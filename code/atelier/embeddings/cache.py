@@ -29,7 +29,7 @@ def cache_key(model: str, text: str) -> str:
     """Empreinte SHA-256 de (modèle, texte) : la clé d'un vecteur dans le cache."""
     for name, value in (("model", model), ("text", text)):
         if not isinstance(value, str):
-            raise TypeError(f"{name} doit être une chaîne ; reçu {type(value).__name__} ({value!r}).")
+            raise TypeError(f"{name} doit être une chaîne ; reçu {type(value).__name__} ({value!r}).")
     return hashlib.sha256(model.encode("utf-8") + b"\x00" + text.encode("utf-8")).hexdigest()
 
 
@@ -38,7 +38,7 @@ class EmbeddingCache:
 
     def __init__(self, path: str | os.PathLike | None = None):
         if path is not None and not isinstance(path, str | os.PathLike):
-            raise TypeError(f"path doit être un chemin de fichier (str ou Path) ou None ; reçu {type(path).__name__}.")
+            raise TypeError(f"path doit être un chemin de fichier (str ou Path) ou None ; reçu {type(path).__name__}.")
         if path is None:
             self.path = None
             self._db = sqlite3.connect(":memory:")
@@ -71,7 +71,7 @@ class EmbeddingCache:
         """Range un vecteur par texte (remplace un vecteur déjà présent)."""
         vectors = np.asarray(vectors, dtype="<f4")
         if vectors.ndim != 2 or len(vectors) != len(texts):
-            raise ValueError(f"Il faut un vecteur par texte : {len(texts)} textes, tableau de forme {vectors.shape}.")
+            raise ValueError(f"Il faut un vecteur par texte : {len(texts)} textes, tableau de forme {vectors.shape}.")
         self._db.executemany(
             "INSERT OR REPLACE INTO emb VALUES (?, ?, ?, ?)",
             [(cache_key(model, t), model, int(v.shape[0]), v.tobytes()) for t, v in zip(texts, vectors)],

@@ -95,16 +95,16 @@ def _parse_request(raw: bytes, by_name: dict[str, ServedModel], max_inputs: int)
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
-        raise _RequestError(400, "Corps de requête illisible : ce n'est pas du JSON valide (UTF-8).") from None
+        raise _RequestError(400, "Corps de requête illisible : ce n'est pas du JSON valide (UTF-8).") from None
     except RecursionError:
-        raise _RequestError(400, "Corps de requête refusé : JSON imbriqué trop profondément.") from None
+        raise _RequestError(400, "Corps de requête refusé : JSON imbriqué trop profondément.") from None
     if not isinstance(body, dict):
         raise _RequestError(400, "Le corps de la requête doit être un objet JSON.")
     name = body.get("model")
     if not isinstance(name, str) or not name:
-        raise _RequestError(400, "Champ « model » manquant : donnez le nom d'un modèle servi.", "model")
+        raise _RequestError(400, "Champ « model » manquant : donnez le nom d'un modèle servi.", "model")
     if name not in by_name:
-        raise _RequestError(404, f"Le modèle « {name[:100]} » n'existe pas ici. Modèles servis : {', '.join(by_name)}.",
+        raise _RequestError(404, f"Le modèle « {name[:100]} » n'existe pas ici. Modèles servis : {', '.join(by_name)}.",
                             "model", "model_not_found")
     model = by_name[name]
     inp = body.get("input")
@@ -113,14 +113,14 @@ def _parse_request(raw: bytes, by_name: dict[str, ServedModel], max_inputs: int)
     elif isinstance(inp, list) and all(isinstance(t, str) for t in inp):
         texts = inp
     elif isinstance(inp, list) and inp and all(isinstance(t, (int, list)) for t in inp):
-        raise _RequestError(400, "Les entrées déjà découpées en jetons ne sont pas prises en charge : envoyez du texte.",
+        raise _RequestError(400, "Les entrées déjà découpées en jetons ne sont pas prises en charge : envoyez du texte.",
                             "input")
     else:
-        raise _RequestError(400, "Champ « input » invalide : une chaîne ou une liste de chaînes est attendue.", "input")
+        raise _RequestError(400, "Champ « input » invalide : une chaîne ou une liste de chaînes est attendue.", "input")
     if not texts or any(not t for t in texts):
-        raise _RequestError(400, "Champ « input » vide : chaque texte doit contenir au moins un caractère.", "input")
+        raise _RequestError(400, "Champ « input » vide : chaque texte doit contenir au moins un caractère.", "input")
     if len(texts) > max_inputs:
-        raise _RequestError(400, f"Trop de textes dans une requête : {len(texts)} pour {max_inputs} au plus.", "input")
+        raise _RequestError(400, f"Trop de textes dans une requête : {len(texts)} pour {max_inputs} au plus.", "input")
     for i, t in enumerate(texts):
         try:
             t.encode("utf-8")

@@ -78,7 +78,7 @@ def probe_accuracy(x: np.ndarray, y, *, folds: int = 5, C: float = 10.0, seed: i
         raise ValueError("x contient des valeurs non finies (NaN, inf) ou des lignes nulles.")
     classes, counts = np.unique(y, return_counts=True)
     if len(classes) < 2 or counts.max() < folds:  # comme StratifiedKFold : une classe au moins remplit les plis
-        raise ValueError(f"y doit compter au moins deux classes, dont une avec au moins folds={folds} exemples ; "
+        raise ValueError(f"y doit compter au moins deux classes, dont une avec au moins folds={folds} exemples ; "
                          f"reçu {dict(zip(classes.tolist(), counts.tolist()))}.")
     x = x / np.linalg.norm(x, axis=1, keepdims=True)
     cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
@@ -104,5 +104,5 @@ def battery(encode_fn: Callable, tasks: dict) -> dict[str, float]:
         elif measure in (sts_spearman, pair_auc, retrieval_top1):
             out[name] = measure(encode_fn, *args)
         else:
-            raise ValueError(f"Mesure inconnue pour {name!r} : {measure!r}.")
+            raise ValueError(f"Mesure inconnue pour {name!r} : {measure!r}.")
     return out

@@ -62,7 +62,7 @@ class FinetuneConfig:
         if isinstance(targets, str) or not isinstance(targets, (tuple, list)) or not targets \
                 or not all(isinstance(t, str) and t for t in targets):
             raise TypeError(f"lora_targets doit être un tuple non vide de noms de couches, par exemple "
-                            f"('query', 'value') ; reçu {targets!r}.")
+                            f"('query', 'value') ; reçu {targets!r}.")
         object.__setattr__(self, "lora_targets", tuple(targets))  # une liste devient un tuple (classe figée)
         if self.max_pairs is not None and (not isinstance(self.max_pairs, int) or self.max_pairs < 2):
             raise ValueError(f"max_pairs doit être None ou un entier ≥ 2, reçu {self.max_pairs!r}.")
@@ -131,5 +131,5 @@ def check_config(config) -> FinetuneConfig:
 
 def check_approach(approach: str) -> str:
     if approach not in APPROACHES:
-        raise ValueError(f"Approche inconnue : {approach!r}. Approches acceptées : {', '.join(APPROACHES)}.")
+        raise ValueError(f"Approche inconnue : {approach!r}. Approches acceptées : {', '.join(APPROACHES)}.")
     return approach

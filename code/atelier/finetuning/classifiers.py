@@ -259,7 +259,7 @@ def make_classifier(approach: str, encoder, n_classes: int, config: FinetuneConf
         if not isinstance(cache, FeatureCache):
             raise TypeError(f"cache doit être un FeatureCache ou None, reçu {type(cache).__name__}.")
         if not cache.matches(encoder, config):
-            raise ValueError("Le cache ne correspond pas : il faut le même encodeur et les mêmes préfixe, "
+            raise ValueError("Le cache ne correspond pas : il faut le même encodeur et les mêmes préfixe, "
                              "max_length et bf16 que la configuration.")
     if approach == "frozen":
         return FrozenClassifier(encoder, n_classes, config, cache)

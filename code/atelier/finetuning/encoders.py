@@ -94,16 +94,16 @@ def load_encoder(path: str | Path, device=None):
         try:
             folder = Path(snapshot_download(path))  # cache du hub d'abord ; hors ligne, le cache seul
         except Exception as exc:  # noqa: BLE001 - toute erreur du hub devient une erreur française
-            raise ValueError(f"path : modèle {path!r} introuvable dans le cache du hub ni sur le hub "
+            raise ValueError(f"path : modèle {path!r} introuvable dans le cache du hub ni sur le hub "
                              f"({type(exc).__name__}).") from exc
     if not (folder / "modules.json").is_file():
-        raise ValueError(f"path : dossier sentence-transformers introuvable (pas de modules.json) ; reçu {str(path)!r}.")
+        raise ValueError(f"path : dossier sentence-transformers introuvable (pas de modules.json) ; reçu {str(path)!r}.")
     st = SentenceTransformer(str(folder), device=device)
     modules = [m for m in st if not isinstance(m, Normalize)]
     if len(modules) != 2 or not isinstance(modules[0], Transformer) or not isinstance(modules[1], Pooling):
         raise ValueError(f"{path} doit contenir un Transformer suivi d'un Pooling, trouvé {[type(m).__name__ for m in st]}.")
     if modules[1].get_config_dict().get("pooling_mode") not in ("mean", ["mean"], ("mean",)):
-        raise ValueError(f"{path} : seule la moyenne des jetons (pooling 'mean') est prise en charge.")
+        raise ValueError(f"{path} : seule la moyenne des jetons (pooling 'mean') est prise en charge.")
     encoder = SentenceTransformer(modules=modules, device=device)
     if getattr(encoder[0].auto_model, "pooler", None) is not None:
         encoder[0].auto_model.pooler = None
@@ -188,9 +188,9 @@ def embeddings_of(encode_fn, texts: list[str]) -> np.ndarray:
         raise TypeError(f"encode_fn doit être une fonction textes -> embeddings (N, H), reçu {type(encode_fn).__name__}.")
     x = np.asarray(encode_fn(texts), dtype=float)
     if x.ndim != 2 or x.shape[0] != len(texts):
-        raise ValueError(f"encode_fn a renvoyé la forme {x.shape} pour {len(texts)} textes : attendu ({len(texts)}, H).")
+        raise ValueError(f"encode_fn a renvoyé la forme {x.shape} pour {len(texts)} textes : attendu ({len(texts)}, H).")
     if not np.isfinite(x).all() or not np.linalg.norm(x, axis=1).all():
-        raise ValueError("encode_fn a renvoyé des embeddings non finis (NaN, inf) ou nuls : le cosinus n'est pas défini.")
+        raise ValueError("encode_fn a renvoyé des embeddings non finis (NaN, inf) ou nuls : le cosinus n'est pas défini.")
     return x
 
 

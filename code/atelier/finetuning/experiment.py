@@ -62,7 +62,7 @@ def run(approach: str, encoder, train_texts, train_labels, test_texts, test_labe
     if len(y_train) != len(train_texts) or len(y_test) != len(test_texts):
         raise ValueError("Il faut autant d'étiquettes que de textes (entraînement et test).")
     if len(np.unique(y_train)) < 2:
-        raise ValueError(f"train_labels ne contient qu'une classe ({labels[int(y_train[0])]!r}) : il en faut au moins "
+        raise ValueError(f"train_labels ne contient qu'une classe ({labels[int(y_train[0])]!r}) : il en faut au moins "
                          "deux pour apprendre à les séparer.")
     seed = check_int("seed", seed, min=0)
     clf = make_classifier(approach, encoder, len(labels), config, cache)

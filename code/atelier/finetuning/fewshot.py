@@ -20,23 +20,23 @@ from atelier.labels import check_label_names, encode_labels  # noqa: F401 (réex
 def check_texts(texts, *, name: str = "texts") -> list[str]:
     """Vérifie une liste de textes non vides et la renvoie sous forme de ``list[str]``."""
     if isinstance(texts, str):
-        raise TypeError(f"{name} doit être une liste de textes, pas une chaîne seule : écrivez [{texts[:30]!r}].")
+        raise TypeError(f"{name} doit être une liste de textes, pas une chaîne seule : écrivez [{texts[:30]!r}].")
     try:
         texts = list(texts)
     except TypeError:
         raise TypeError(f"{name} doit être une liste de textes, reçu {type(texts).__name__}.") from None
     if not texts:
-        raise ValueError(f"{name} est vide : il faut au moins un texte.")
+        raise ValueError(f"{name} est vide : il faut au moins un texte.")
     bad_type = [i for i, t in enumerate(texts) if not isinstance(t, str)]
     if bad_type:
         i = bad_type[0]
         raise TypeError(
-            f"{name} ne doit contenir que des chaînes : l'élément {i} est de type {type(texts[i]).__name__}."
+            f"{name} ne doit contenir que des chaînes : l'élément {i} est de type {type(texts[i]).__name__}."
         )
     empty = [i for i, t in enumerate(texts) if not t.strip()]
     if empty:
         shown = ", ".join(map(str, empty[:5])) + (" …" if len(empty) > 5 else "")
-        raise ValueError(f"{name} contient {len(empty)} texte(s) vide(s) (positions {shown}) : retirez-les d'abord.")
+        raise ValueError(f"{name} contient {len(empty)} texte(s) vide(s) (positions {shown}) : retirez-les d'abord.")
     return texts
 
 
@@ -58,7 +58,7 @@ def sample_per_class(
         raise TypeError(f"df doit être un DataFrame pandas, reçu {type(df).__name__}.")
     missing = [c for c in (text_col, label_col) if c not in df.columns]
     if missing:
-        raise ValueError(f"Colonne(s) absente(s) : {missing}. Colonnes présentes : {list(df.columns)}.")
+        raise ValueError(f"Colonne(s) absente(s) : {missing}. Colonnes présentes : {list(df.columns)}.")
     if k is not None and (not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1):
         raise ValueError(f"k doit être un entier ≥ 1 (exemples par classe) ou None pour tout garder, reçu {k!r}.")
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
@@ -75,7 +75,7 @@ def sample_per_class(
     if len(too_small):
         detail = ", ".join(f"{name!r} : {n}" for name, n in too_small.items())
         raise ValueError(
-            f"Pas assez d'exemples pour k={k} par classe : {detail}. "
+            f"Pas assez d'exemples pour k={k} par classe : {detail}. "
             f"Le maximum possible ici est k={int(counts.min())}."
         )
     parts = [g.sample(n=int(k), random_state=int(seed)) for _, g in df.groupby(label_col, sort=True)]

@@ -16,9 +16,9 @@ def _check_lengths(lengths, n_items: int | None = None) -> list[int]:
         raise TypeError("lengths doit être une liste d'entiers (jetons par exemple), pas une chaîne.")
     lengths = [check_int("lengths (chaque longueur)", n, min=0) for n in lengths]
     if not lengths:
-        raise ValueError("lengths est vide : il faut au moins un exemple.")
+        raise ValueError("lengths est vide : il faut au moins un exemple.")
     if n_items is not None and len(lengths) != n_items:
-        raise ValueError(f"lengths compte {len(lengths)} longueurs pour n_items={n_items} exemples : il en faut une par exemple.")
+        raise ValueError(f"lengths compte {len(lengths)} longueurs pour n_items={n_items} exemples : il en faut une par exemple.")
     return lengths
 
 
@@ -144,7 +144,7 @@ def contrastive_finetune(encoder, texts_a, texts_b, targets, *, loss: str = "cos
     elif loss == "cosent":
         loss_fn = losses.CoSENTLoss(encoder)
     else:
-        raise ValueError(f"Perte inconnue : {loss!r}. Pertes acceptées : 'cosine', 'mnrl', 'cosent'.")
+        raise ValueError(f"Perte inconnue : {loss!r}. Pertes acceptées : 'cosine', 'mnrl', 'cosent'.")
     for name, value in (("epochs", epochs), ("batch_size", batch_size)):
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} doit être un entier ≥ 1, reçu {value!r}.")

@@ -54,7 +54,7 @@ def render(tokenizer, messages: Sequence[dict], add_generation_prompt: bool = Fa
     """Le texte exact que voit le modèle (chat template du tokeniseur)."""
     messages = check_messages(messages)
     if not getattr(tokenizer, "chat_template", None):
-        raise ValueError("Ce tokeniseur n'a pas de chat template : il faut un modèle de conversation (instruct/chat).")
+        raise ValueError("Ce tokeniseur n'a pas de chat template : il faut un modèle de conversation (instruct/chat).")
     return tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=add_generation_prompt)
 
 
@@ -68,7 +68,7 @@ def assistant_spans(tokenizer, messages: Sequence[dict]) -> tuple[str, list[tupl
         before = render(tokenizer, messages[:i], add_generation_prompt=True)
         through = render(tokenizer, messages[: i + 1])
         if not (through.startswith(before) and full.startswith(through)):
-            raise ValueError("Le chat template n'est pas cumulatif : impossible de repérer les réponses de l'assistant.")
+            raise ValueError("Le chat template n'est pas cumulatif : impossible de repérer les réponses de l'assistant.")
         spans.append((len(before), len(through)))
     return full, spans
 
@@ -165,12 +165,12 @@ def stream_reply(model, tokenizer, messages, temperature: float = 0.7, top_p: fl
             text += piece
             yield text
     except queue.Empty:
-        raise GenerationError(f"La génération ne répond plus depuis {timeout:g} s ; réessayez avec moins de "
+        raise GenerationError(f"La génération ne répond plus depuis {timeout:g} s ; réessayez avec moins de "
                               "jetons (max_new_tokens).") from None
     thread.join(timeout)
     if failure:
         exc = failure[0]
-        raise GenerationError(f"La génération a échoué ({type(exc).__name__} : {exc}).") from exc
+        raise GenerationError(f"La génération a échoué ({type(exc).__name__} : {exc}).") from exc
 
 
 # ----------------------------------------------------------------------------
@@ -186,23 +186,23 @@ def _content_text(content) -> str:
         return _content_text(content.get("text"))
     if isinstance(content, (list, tuple)):
         return "".join(_content_text(c) for c in content)
-    raise TypeError(f"Le contenu d'un message doit être du texte (chaîne, bloc {{'text': …}} ou liste de blocs) ; "
+    raise TypeError(f"Le contenu d'un message doit être du texte (chaîne, bloc {{'text': …}} ou liste de blocs) ; "
                     f"reçu {type(content).__name__} ({content!r}).")
 
 
 def history_to_messages(history, message, system_prompt: str | None = None) -> list[dict]:
     """Historique Gradio + nouveau message → liste de messages pour le chat template."""
     if message is None or not _content_text(message).strip():
-        raise ValueError(f"message doit contenir du texte ; reçu {message!r}.")
+        raise ValueError(f"message doit contenir du texte ; reçu {message!r}.")
     if history is not None and not isinstance(history, list | tuple):
-        raise TypeError(f"history doit être une liste de messages Gradio ; reçu {type(history).__name__}.")
+        raise TypeError(f"history doit être une liste de messages Gradio ; reçu {type(history).__name__}.")
     if system_prompt is not None:
         check_type("system_prompt", system_prompt, str)
     messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
     for i, turn in enumerate(history or [], start=1):
         if not isinstance(turn, dict):  # l'ancien format « tuples » de Gradio ([question, réponse]) n'est pas lu
-            raise TypeError(f"history, tour {i} : un message {{'role': …, 'content': …}} (format « messages » de Gradio) "
-                            f"est attendu ; reçu {type(turn).__name__}.")
+            raise TypeError(f"history, tour {i} : un message {{'role': …, 'content': …}} (format « messages » de Gradio) "
+                            f"est attendu ; reçu {type(turn).__name__}.")
         text = _content_text(turn.get("content"))
         if turn.get("role") in ("user", "assistant") and text.strip():  # tour vide (en attente) : ignoré
             messages.append({"role": turn["role"], "content": text})
@@ -262,7 +262,7 @@ def load_model(model_path, adapter=None, *, four_bit: bool = False, double_quant
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(model_path))
     except OSError as exc:
-        raise ValueError(f"model_path : modèle introuvable (ni dossier local, ni modèle du hub accessible) ; "
+        raise ValueError(f"model_path : modèle introuvable (ni dossier local, ni modèle du hub accessible) ; "
                          f"reçu {str(model_path)!r}.") from exc
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -349,10 +349,10 @@ def launch(model, tokenizer, *, port: int | None = None, share: bool = False, sy
             app.launch(server_name=HOST, server_port=port, share=share, root_path=proxy, prevent_thread_lock=True,
                        inline=False, inbrowser=False, quiet=True, ssr_mode=False)
     except OSError as exc:
-        raise RuntimeError(f"Impossible de lancer l'interface sur {HOST}:{port} ({exc}) ; essayez un autre port.") from exc
+        raise RuntimeError(f"Impossible de lancer l'interface sur {HOST}:{port} ({exc}) ; essayez un autre port.") from exc
     if share and not app.share_url:
         app.close()
-        raise RuntimeError(f"Lien public (share=True) impossible à créer ; Gradio dit : {log.getvalue().strip()}")
+        raise RuntimeError(f"Lien public (share=True) impossible à créer ; Gradio dit : {log.getvalue().strip()}")
     app.close = functools.partial(app.close, verbose=False)  # sans le message de Gradio (en anglais)
     local = f"http://{HOST}:{port}/"
     if where == "colab":

@@ -35,34 +35,34 @@ ROLES = ("system", "user", "assistant")
 def _validate(conv, where: str) -> dict:
     """Vérifie une conversation ; ``where`` dit d'où elle vient (fichier et ligne)."""
     if not isinstance(conv, dict):
-        raise ValueError(f"{where} : un objet JSON {{\"messages\": [...]}} est attendu, reçu {type(conv).__name__}.")
+        raise ValueError(f"{where} : un objet JSON {{\"messages\": [...]}} est attendu, reçu {type(conv).__name__}.")
     messages = conv.get("messages")
     if not isinstance(messages, list) or not messages:
-        raise ValueError(f"{where} : la clé « messages » doit être une liste non vide de messages.")
+        raise ValueError(f"{where} : la clé « messages » doit être une liste non vide de messages.")
     clean = []
     for i, m in enumerate(messages, start=1):
         if not isinstance(m, dict) or "role" not in m or "content" not in m:
-            raise ValueError(f"{where}, message {i} : chaque message doit être un objet avec « role » et « content ».")
+            raise ValueError(f"{where}, message {i} : chaque message doit être un objet avec « role » et « content ».")
         role, content = m["role"], m["content"]
         if role not in ROLES:
-            raise ValueError(f"{where}, message {i} : rôle inconnu {role!r} ; rôles acceptés : {', '.join(ROLES)}.")
+            raise ValueError(f"{where}, message {i} : rôle inconnu {role!r} ; rôles acceptés : {', '.join(ROLES)}.")
         if not isinstance(content, str) or not content.strip():
-            raise ValueError(f"{where}, message {i} : le contenu est vide (ou n'est pas du texte).")
+            raise ValueError(f"{where}, message {i} : le contenu est vide (ou n'est pas du texte).")
         if role == "system" and i != 1:
-            raise ValueError(f"{where}, message {i} : un message « system » n'est permis qu'en première position.")
+            raise ValueError(f"{where}, message {i} : un message « system » n'est permis qu'en première position.")
         clean.append({"role": role, "content": content})
     turns = clean[1:] if clean[0]["role"] == "system" else clean
     if not turns or turns[0]["role"] != "user":
-        raise ValueError(f"{where} : la conversation doit commencer par un message « user » (après un éventuel « system »).")
+        raise ValueError(f"{where} : la conversation doit commencer par un message « user » (après un éventuel « system »).")
     for i, m in enumerate(turns):
         expected = "user" if i % 2 == 0 else "assistant"
         if m["role"] != expected:
             raise ValueError(
-                f"{where}, message {i + 1 + (len(clean) - len(turns))} : « {expected} » attendu, reçu « {m['role']} » "
+                f"{where}, message {i + 1 + (len(clean) - len(turns))} : « {expected} » attendu, reçu « {m['role']} » "
                 "(les tours doivent alterner user / assistant)."
             )
     if turns[-1]["role"] != "assistant":
-        raise ValueError(f"{where} : la conversation doit se terminer par une réponse « assistant ».")
+        raise ValueError(f"{where} : la conversation doit se terminer par une réponse « assistant ».")
     out = {"messages": clean}
     if "id" in conv:
         out = {"id": conv["id"], **out}
@@ -82,7 +82,7 @@ def load_dialogues(path) -> list[dict]:
     check_type("path", path, (str, os.PathLike))
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"Fichier de dialogues introuvable : {path}.")
+        raise ValueError(f"Fichier de dialogues introuvable : {path}.")
     conversations = []
     # Ligne par ligne en octets : une ligne qui n'est pas en UTF-8 est nommée (fichier et ligne).
     for lineno, raw in enumerate(path.read_bytes().split(b"\n"), start=1):
@@ -90,20 +90,20 @@ def load_dialogues(path) -> list[dict]:
         try:
             line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
         except UnicodeDecodeError as exc:
-            raise ValueError(f"{where} : le texte n'est pas en UTF-8 (octet {exc.start + 1} de la ligne : "
-                             f"{raw[exc.start:exc.start + 1]!r}, du Latin-1 peut-être) ; réenregistrez le fichier "
+            raise ValueError(f"{where} : le texte n'est pas en UTF-8 (octet {exc.start + 1} de la ligne : "
+                             f"{raw[exc.start:exc.start + 1]!r}, du Latin-1 peut-être) ; réenregistrez le fichier "
                              "en UTF-8.") from None
         if not line.strip():
             continue
         try:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise ValueError(f"{where} : JSON invalide ({exc.msg}, colonne {exc.colno}).") from None
+            raise ValueError(f"{where} : JSON invalide ({exc.msg}, colonne {exc.colno}).") from None
         except RecursionError:
-            raise ValueError(f"{where} : JSON imbriqué trop profondément pour être lu.") from None
+            raise ValueError(f"{where} : JSON imbriqué trop profondément pour être lu.") from None
         conversations.append(_validate(record, where))
     if not conversations:
-        raise ValueError(f"{path.name} : aucune conversation dans le fichier.")
+        raise ValueError(f"{path.name} : aucune conversation dans le fichier.")
     return conversations
 
 
@@ -112,7 +112,7 @@ def validate_dialogues(conversations: Sequence, source: str = "dialogues") -> li
     if isinstance(conversations, (str, bytes)) or not isinstance(conversations, Sequence):
         raise TypeError(f"Une liste de conversations est attendue, reçu {type(conversations).__name__}.")
     if not conversations:
-        raise ValueError(f"{source} : la liste de conversations est vide.")
+        raise ValueError(f"{source} : la liste de conversations est vide.")
     return [_validate(c, f"{source}, conversation {i}") for i, c in enumerate(conversations, start=1)]
 
 
@@ -150,14 +150,14 @@ def check_messages(messages) -> list[dict]:
     Plus souple que :func:`load_dialogues` : la liste peut finir par une question (on attend alors la réponse).
     """
     if isinstance(messages, (str, bytes, dict)) or not isinstance(messages, Sequence):
-        raise TypeError(f"messages doit être une liste de messages {{'role': …, 'content': …}} ; "
+        raise TypeError(f"messages doit être une liste de messages {{'role': …, 'content': …}} ; "
                         f"reçu {type(messages).__name__}.")
     if not messages:
-        raise ValueError("messages est vide : donnez au moins un message {'role': 'user', 'content': …}.")
+        raise ValueError("messages est vide : donnez au moins un message {'role': 'user', 'content': …}.")
     for i, m in enumerate(messages, start=1):
         if not isinstance(m, dict) or "role" not in m or not isinstance(m.get("content"), str):
-            raise ValueError(f"messages, message {i} : un objet avec « role » et « content » (texte) est attendu ; "
+            raise ValueError(f"messages, message {i} : un objet avec « role » et « content » (texte) est attendu ; "
                              f"reçu {m!r}"[:300] + ".")
         if m["role"] not in ROLES:
-            raise ValueError(f"messages, message {i} : rôle inconnu {m['role']!r} ; rôles acceptés : {', '.join(ROLES)}.")
+            raise ValueError(f"messages, message {i} : rôle inconnu {m['role']!r} ; rôles acceptés : {', '.join(ROLES)}.")
     return list(messages)

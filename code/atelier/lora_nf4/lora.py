@@ -41,7 +41,7 @@ def _check_rank_fits(r: int, layers) -> None:
         limit = min(layer.in_features, layer.out_features)
         if r > limit:
             raise ValueError(f"r (le rang) doit être un entier entre 1 et min(in_features, out_features) = {limit} "
-                             f"pour la couche {name} ({layer.in_features} → {layer.out_features}) ; reçu {r}.")
+                             f"pour la couche {name} ({layer.in_features} → {layer.out_features}) ; reçu {r}.")
 
 
 class LoRALinear(nn.Module):
@@ -91,7 +91,7 @@ class LoRALinear(nn.Module):
         if not self.base.weight.is_floating_point() or type(self.base) is not nn.Linear:
             raise TypeError(
                 f"Impossible de fusionner LoRA dans une couche {type(self.base).__name__} aux poids "
-                f"{self.base.weight.dtype} : la fusion demande une nn.Linear en flottants (déquantifiez d'abord)."
+                f"{self.base.weight.dtype} : la fusion demande une nn.Linear en flottants (déquantifiez d'abord)."
             )
 
     @torch.no_grad()
@@ -99,7 +99,7 @@ class LoRALinear(nn.Module):
         """Ajoute ΔW aux poids de base : l'inférence ne paie plus rien pour LoRA."""
         self._check_mergeable()
         if self.merged:
-            raise ValueError("Les poids LoRA sont déjà fusionnés : appelez unmerge() avant de fusionner à nouveau.")
+            raise ValueError("Les poids LoRA sont déjà fusionnés : appelez unmerge() avant de fusionner à nouveau.")
         self.base.weight += self.delta_weight().to(self.base.weight.dtype)
         self.merged = True
         return self
@@ -109,7 +109,7 @@ class LoRALinear(nn.Module):
         """Retire ΔW des poids de base (inverse de :meth:`merge`, aux arrondis près)."""
         self._check_mergeable()
         if not self.merged:
-            raise ValueError("Les poids LoRA ne sont pas fusionnés : rien à défaire.")
+            raise ValueError("Les poids LoRA ne sont pas fusionnés : rien à défaire.")
         self.base.weight -= self.delta_weight().to(self.base.weight.dtype)
         self.merged = False
         return self
@@ -138,16 +138,16 @@ def targeted_layers(model: nn.Module, target_modules: Iterable[str]) -> list[tup
     except TypeError:
         raise TypeError(f"target_modules doit être une liste de noms de couches, reçu {type(target_modules).__name__}.") from None
     if not targets:
-        raise ValueError("target_modules est vide : donnez des noms de couches, par exemple ['q_proj', 'v_proj'].")
+        raise ValueError("target_modules est vide : donnez des noms de couches, par exemple ['q_proj', 'v_proj'].")
     bad = [t for t in targets if not isinstance(t, str)]
     if bad:
-        raise TypeError(f"target_modules doit contenir des noms de couches (chaînes) ; reçu {bad!r}.")
+        raise TypeError(f"target_modules doit contenir des noms de couches (chaînes) ; reçu {bad!r}.")
     linear = [(name, m) for name, m in model.named_modules() if isinstance(m, nn.Linear)]
     unknown = [t for t in targets if not any(_matches(name, [t]) for name, _ in linear)]
     if unknown:
         available = sorted({name.rsplit(".", 1)[-1] for name, _ in linear})
         raise ValueError(f"Aucune couche nn.Linear ne correspond à {unknown} (target_modules) dans "
-                         f"{type(model).__name__} ; couches linéaires disponibles : {', '.join(available) or 'aucune'}.")
+                         f"{type(model).__name__} ; couches linéaires disponibles : {', '.join(available) or 'aucune'}.")
     return [(name, m) for name, m in linear if _matches(name, targets)]
 
 

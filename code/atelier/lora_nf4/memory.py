@@ -68,13 +68,13 @@ def as_config(config):
             return AutoConfig.for_model(config["model_type"], **kwargs)
         except Exception as exc:  # type inconnu, réglage refusé par transformers (message anglais, joint)
             raise ValueError(f"Configuration refusée pour model_type={config['model_type']!r} (un type de transformers, "
-                             f"par exemple 'llama', et des réglages cohérents) ; détail : {str(exc)[:300]}") from exc
+                             f"par exemple 'llama', et des réglages cohérents) ; détail : {str(exc)[:300]}") from exc
     if isinstance(config, (str, os.PathLike)):
         try:  # dossier local, ou identifiant du hub (profil full)
             return AutoConfig.from_pretrained(str(config))
         except (OSError, ValueError) as exc:
-            raise ValueError(f"config : modèle introuvable (ni dossier local avec config.json, ni modèle du hub "
-                             f"accessible) ; reçu {str(config)!r}. Acceptés : PretrainedConfig, dict avec "
+            raise ValueError(f"config : modèle introuvable (ni dossier local avec config.json, ni modèle du hub "
+                             f"accessible) ; reçu {str(config)!r}. Acceptés : PretrainedConfig, dict avec "
                              f"'model_type', dossier d'un modèle.") from exc
     raise TypeError(
         f"config doit être une PretrainedConfig, un dict ou un chemin de modèle, reçu {type(config).__name__}."
@@ -180,14 +180,14 @@ def check_finetune_options(method, grad_bytes=None, optimizer_bytes=8, master_by
     paramètre entiers ≥ 0 (``grad_bytes`` peut valoir ``None``) ; ``batch_size`` et ``seq_len`` entiers ≥ 0,
     donnés ensemble (tous deux > 0) ou pas du tout (0)."""
     if method not in METHODS:
-        raise ValueError(f"method={method!r} inconnue : valeurs acceptées {', '.join(METHODS)}.")
+        raise ValueError(f"method={method!r} inconnue : valeurs acceptées {', '.join(METHODS)}.")
     if grad_bytes is not None:
         check_int("grad_bytes", grad_bytes, min=0)
     check_int("optimizer_bytes", optimizer_bytes, min=0)
     check_int("master_bytes", master_bytes, min=0)
     batch_size, seq_len = check_int("batch_size", batch_size, min=0), check_int("seq_len", seq_len, min=0)
     if bool(batch_size) != bool(seq_len):
-        raise ValueError(f"batch_size et seq_len vont ensemble (activations comptées) ou valent 0 tous deux ; "
+        raise ValueError(f"batch_size et seq_len vont ensemble (activations comptées) ou valent 0 tous deux ; "
                          f"reçu batch_size={batch_size}, seq_len={seq_len}.")
 
 

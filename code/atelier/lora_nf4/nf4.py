@@ -85,13 +85,13 @@ def check_tensor(w, name: str = "w") -> torch.Tensor:
         raise TypeError(f"{name} doit être un torch.Tensor, reçu {type(w).__name__}.")
     if not w.is_floating_point():
         raise TypeError(
-            f"{name} doit contenir des flottants (float32, float16 ou bfloat16) ; "
-            f"reçu {w.dtype} : on ne quantifie pas des entiers."
+            f"{name} doit contenir des flottants (float32, float16 ou bfloat16) ; "
+            f"reçu {w.dtype} : on ne quantifie pas des entiers."
         )
     if w.numel() == 0:
-        raise ValueError(f"{name} est vide : rien à quantifier.")
+        raise ValueError(f"{name} est vide : rien à quantifier.")
     if not torch.isfinite(w).all():
-        raise ValueError(f"{name} contient des valeurs infinies ou NaN : la quantification absmax les refuse.")
+        raise ValueError(f"{name} contient des valeurs infinies ou NaN : la quantification absmax les refuse.")
     return w
 
 
@@ -133,7 +133,7 @@ def check_codes(codes, pad_code=7) -> torch.Tensor:
     if codes.is_floating_point() or codes.is_complex() or codes.dtype == torch.bool:
         raise TypeError(f"codes doit contenir des entiers 0…15, reçu le type {codes.dtype}.")
     if codes.numel() and (codes.min() < 0 or codes.max() > 15):
-        raise ValueError(f"codes doit contenir des entiers 0…15 (4 bits) ; reçu de {codes.min().item()} "
+        raise ValueError(f"codes doit contenir des entiers 0…15 (4 bits) ; reçu de {codes.min().item()} "
                          f"à {codes.max().item()}.")
     return codes.reshape(-1).to(torch.uint8)
 
@@ -142,7 +142,7 @@ def check_packed(packed, n) -> tuple[torch.Tensor, int]:
     """``(packed à plat, n)`` si ``packed`` est un tenseur uint8 et ``0 ≤ n ≤ 2 × octets``."""
     if not isinstance(packed, torch.Tensor) or packed.dtype != torch.uint8:
         kind = f"un tenseur {packed.dtype}" if isinstance(packed, torch.Tensor) else type(packed).__name__
-        raise TypeError(f"packed doit être un tenseur uint8 (deux codes par octet) ; reçu {kind}.")
+        raise TypeError(f"packed doit être un tenseur uint8 (deux codes par octet) ; reçu {kind}.")
     packed = packed.reshape(-1)
     n = check_int("n", n, min=0)
     if n > 2 * packed.numel():
@@ -159,12 +159,12 @@ def check_table(values) -> torch.Tensor:
     except (TypeError, ValueError, RuntimeError):
         raise TypeError(f"values doit être une suite de nombres (la table 4 bits), reçu {type(values).__name__}.") from None
     if table.dim() != 1 or not 2 <= table.numel() <= 16:
-        raise ValueError(f"Une table 4 bits a de 2 à 16 valeurs (à plat) ; reçu la forme {tuple(table.shape)}.")
+        raise ValueError(f"Une table 4 bits a de 2 à 16 valeurs (à plat) ; reçu la forme {tuple(table.shape)}.")
     shown = [round(v, 4) for v in table.tolist()]
     if not torch.isfinite(table).all() or table.abs().max() > 1:
-        raise ValueError(f"Les valeurs de la table doivent être finies et dans [-1, 1] ; reçu {shown}.")
+        raise ValueError(f"Les valeurs de la table doivent être finies et dans [-1, 1] ; reçu {shown}.")
     if (table[1:] < table[:-1]).any():
-        raise ValueError(f"La table doit être triée par ordre croissant (le code le plus proche en dépend) ; reçu {shown}.")
+        raise ValueError(f"La table doit être triée par ordre croissant (le code le plus proche en dépend) ; reçu {shown}.")
     return table
 
 
@@ -187,19 +187,19 @@ def check_quantized(codes, absmax, shape, values, block_size, dtype=torch.float3
     if not isinstance(absmax, torch.Tensor) or not absmax.is_floating_point():
         raise TypeError(f"absmax doit être le tenseur flottant renvoyé par la quantification, reçu {type(absmax).__name__}.")
     if isinstance(shape, int) or not isinstance(shape, (tuple, list, torch.Size)):
-        raise TypeError(f"shape doit être un tuple d'entiers, par exemple (4096, 4096) ; reçu {shape!r}.")
+        raise TypeError(f"shape doit être un tuple d'entiers, par exemple (4096, 4096) ; reçu {shape!r}.")
     shape = torch.Size([check_int("shape", d, min=0) for d in shape])
     n = shape.numel()
     n_blocks = math.ceil(n / block_size)
     if codes.numel() != math.ceil(n / 2):
-        raise ValueError(f"{codes.numel()} octets de codes pour une forme {tuple(shape)} : il en faut {math.ceil(n / 2)}.")
+        raise ValueError(f"{codes.numel()} octets de codes pour une forme {tuple(shape)} : il en faut {math.ceil(n / 2)}.")
     if absmax.numel() != n_blocks:
-        raise ValueError(f"{absmax.numel()} constantes absmax pour {n_blocks} blocs de {block_size} : incohérent.")
+        raise ValueError(f"{absmax.numel()} constantes absmax pour {n_blocks} blocs de {block_size} : incohérent.")
     table = check_table(values)
     pad = int(nearest_code(torch.zeros(1), table))
     if n % 2 and int(codes.reshape(-1)[-1]) & 0x0F != pad:
-        raise ValueError(f"Forme {tuple(shape)} : {n} valeurs, mais le dernier octet ne se termine pas par le code de "
-                         f"bourrage ({pad}) : ces codes viennent de {n + 1} valeurs, pas de {n}.")
+        raise ValueError(f"Forme {tuple(shape)} : {n} valeurs, mais le dernier octet ne se termine pas par le code de "
+                         f"bourrage ({pad}) : ces codes viennent de {n + 1} valeurs, pas de {n}.")
     return shape, table
 
 
@@ -214,7 +214,7 @@ def check_double_quantized(codes, absmax2, offset, block_size) -> int:
                         f"{type(absmax2).__name__}.")
     check_float("offset", offset)
     if absmax2.numel() != math.ceil(codes.numel() / block_size):
-        raise ValueError(f"{absmax2.numel()} constantes absmax2 pour {codes.numel()} codes en blocs de {block_size} : "
+        raise ValueError(f"{absmax2.numel()} constantes absmax2 pour {codes.numel()} codes en blocs de {block_size} : "
                          f"il en faut {math.ceil(codes.numel() / block_size)} (même block_size qu'à la quantification ?).")
     return block_size
 
@@ -339,7 +339,7 @@ def quantization_error(w: torch.Tensor, kind: str = "nf4", block_size: int = 64)
     relative ‖w − ŵ‖ / ‖w‖.
     """
     if kind not in _TABLES:
-        raise ValueError(f"kind={kind!r} inconnu : valeurs acceptées {', '.join(_TABLES)}.")
+        raise ValueError(f"kind={kind!r} inconnu : valeurs acceptées {', '.join(_TABLES)}.")
     codes, absmax = quantize_4bit(w, _TABLES[kind], block_size)
     w_hat = dequantize_4bit(codes, absmax, w.shape, _TABLES[kind], block_size)
     diff = w.float() - w_hat

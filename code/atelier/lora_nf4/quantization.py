@@ -28,7 +28,7 @@ PRECISIONS = ("fp32", "fp16", "bf16", "int8", "nf4")
 def check_precision(precision, allowed=PRECISIONS) -> str:
     """Vérifie qu'une précision fait partie de ``allowed`` (``ValueError`` sinon) et la renvoie."""
     if precision not in allowed:
-        raise ValueError(f"Précision inconnue : {precision!r}. Valeurs acceptées : {', '.join(allowed)}.")
+        raise ValueError(f"Précision inconnue : {precision!r}. Valeurs acceptées : {', '.join(allowed)}.")
     return precision
 
 

@@ -94,7 +94,7 @@ def reply_batch(model, tokenizer, prompts: Sequence[Sequence[dict]], max_new_tok
         raise ValueError("prompts doit être une liste non vide de conversations (listes de messages).")
     for i, messages in enumerate(prompts, start=1):
         if not messages or not isinstance(messages[-1], dict) or messages[-1].get("role") != "user":
-            raise ValueError(f"prompts, conversation {i} : le dernier message doit être un message « user ».")
+            raise ValueError(f"prompts, conversation {i} : le dernier message doit être un message « user ».")
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     device = model.get_input_embeddings().weight.device
     was_training = model.training
@@ -175,7 +175,7 @@ def zip_adapter(folder, archive=None) -> Path:
     """Range le dossier d'un adaptateur sauvegardé dans ``archive`` (``<dossier>.zip`` par défaut) ; renvoie son chemin."""
     folder = Path(folder)
     if not (folder / "adapter_config.json").is_file():
-        raise ValueError(f"{folder} n'est pas un adaptateur peft sauvegardé : adapter_config.json manque.")
+        raise ValueError(f"{folder} n'est pas un adaptateur peft sauvegardé : adapter_config.json manque.")
     archive = Path(archive) if archive is not None else folder.with_suffix(".zip")
     if archive.suffix != ".zip":
         raise ValueError(f"archive doit se terminer par .zip, reçu {archive.name}.")

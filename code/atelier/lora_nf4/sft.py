@@ -85,7 +85,7 @@ def collate(examples: Sequence[dict], pad_id: int) -> dict[str, torch.Tensor]:
     bad = next((i for i, e in enumerate(examples, start=1) if not isinstance(e, dict) or "input_ids" not in e
                 or "labels" not in e or len(e["input_ids"]) != len(e["labels"])), None)
     if bad is not None:
-        raise ValueError(f"examples, exemple {bad} : 'input_ids' et 'labels' de même longueur sont attendus.")
+        raise ValueError(f"examples, exemple {bad} : 'input_ids' et 'labels' de même longueur sont attendus.")
     width = max(len(e["input_ids"]) for e in examples)
     ids = torch.full((len(examples), width), pad_id, dtype=torch.long)  # (B, T)
     mask = torch.zeros((len(examples), width), dtype=torch.long)
@@ -158,11 +158,11 @@ def train(model, examples: Sequence[dict], pad_id: int, *, max_steps: int | None
                         collate_fn=lambda b: collate(b, pad_id))
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
-        raise ValueError("Le modèle n'a aucun paramètre entraînable : ajoutez LoRA d'abord (add_lora).")
+        raise ValueError("Le modèle n'a aucun paramètre entraînable : ajoutez LoRA d'abord (add_lora).")
     if packed_for_inference(model):
         raise ValueError(
             f"{packed_for_inference(model)} couches 4 bits ont été réorganisées par bitsandbytes pour l'inférence "
-            "sur CPU (un passage en mode eval sans gradient) : ce format ne rétropropage pas correctement. "
+            "sur CPU (un passage en mode eval sans gradient) : ce format ne rétropropage pas correctement. "
             "Rechargez le modèle, et évaluez-le avec sft.evaluate ou dans « with sft.keep_4bit_trainable(model) »."
         )
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
@@ -233,7 +233,7 @@ def adapter_size(folder) -> int:
     folder = Path(folder)
     missing = [name for name in ADAPTER_FILES if not (folder / name).is_file()]
     if missing:
-        raise ValueError(f"{folder} n'est pas un adaptateur peft complet : il manque {', '.join(missing)}.")
+        raise ValueError(f"{folder} n'est pas un adaptateur peft complet : il manque {', '.join(missing)}.")
     return sum((folder / name).stat().st_size for name in ADAPTER_FILES)
 
 

@@ -208,7 +208,7 @@ def setup(slug: str, *, seed: int = 0) -> Chapter:
     """
     if not isinstance(slug, str) or not _SLUG.match(slug):
         raise ValueError(
-            f"Nom de chapitre invalide : {slug!r}. Attendu : deux chiffres, un tiret bas "
+            f"Nom de chapitre invalide : {slug!r}. Attendu : deux chiffres, un tiret bas "
             "et un nom en minuscules, par exemple « 01_anatomie »."
         )
     config.seed_everything(seed)

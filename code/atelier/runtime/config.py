@@ -71,7 +71,7 @@ def get_profile() -> str:
         return "full" if _cuda_available() else "light"
     if value not in PROFILES:
         raise ValueError(
-            f"ATELIER_PROFILE={value!r} n'est pas un profil connu : "
+            f"ATELIER_PROFILE={value!r} n'est pas un profil connu : "
             f"valeurs acceptées {', '.join(PROFILES)}."
         )
     return value
@@ -91,7 +91,7 @@ def _env_flag(var: str, meaning: str) -> bool:
         return True
     if value in _FALSE:
         return False
-    raise ValueError(f"{var}={value!r} n'est pas compris : valeurs acceptées 1 ({meaning}) ou 0.")
+    raise ValueError(f"{var}={value!r} n'est pas compris : valeurs acceptées 1 ({meaning}) ou 0.")
 
 
 def dry_run() -> bool:
@@ -182,7 +182,7 @@ def jupyterhub_prefix() -> str | None:
 def secret(var: str) -> str:
     """Valeur (sans espaces autour) de la variable d'environnement ``var``, ``""`` si absente : clés d'API."""
     if not isinstance(var, str) or not var.strip():
-        raise ValueError(f"var doit être le nom (non vide) d'une variable d'environnement ; reçu {var!r}.")
+        raise ValueError(f"var doit être le nom (non vide) d'une variable d'environnement ; reçu {var!r}.")
     return os.environ.get(var, "").strip()
 
 
@@ -293,14 +293,14 @@ def resolve_precision(precision: str = "auto", device=None):
     import torch
 
     if precision not in PRECISION_CHOICES:
-        raise ValueError(f"Précision inconnue : {precision!r}. Valeurs acceptées : {', '.join(PRECISION_CHOICES)}.")
+        raise ValueError(f"Précision inconnue : {precision!r}. Valeurs acceptées : {', '.join(PRECISION_CHOICES)}.")
     kind = _device_type(device)
     if precision == "auto":
         return compute_dtype(kind)
     if precision == "fp16" and kind == "cpu":
-        raise ValueError("fp16 demande un GPU : sur CPU, choisissez auto, bf16 ou fp32.")
+        raise ValueError("fp16 demande un GPU : sur CPU, choisissez auto, bf16 ou fp32.")
     if precision == "bf16" and kind == "cuda" and not gpu_native_bf16():
-        raise ValueError("Ce GPU n'a pas de bfloat16 matériel (T4 et cartes d'avant Ampere) : choisissez auto, fp16 ou fp32.")
+        raise ValueError("Ce GPU n'a pas de bfloat16 matériel (T4 et cartes d'avant Ampere) : choisissez auto, fp16 ou fp32.")
     return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[precision]
 
 
@@ -358,7 +358,7 @@ def num_threads() -> int:
     value = os.environ.get("ATELIER_THREADS", "").strip()
     if value:
         if not value.isdigit() or int(value) < 1:
-            raise ValueError(f"ATELIER_THREADS={value!r} : attendu un entier ≥ 1.")
+            raise ValueError(f"ATELIER_THREADS={value!r} : attendu un entier ≥ 1.")
         return int(value)
     try:
         return max(1, len(os.sched_getaffinity(0)))

@@ -68,9 +68,9 @@ def french_table(data, decimals: dict | int | None = None, index: bool = True):
     if isinstance(data, pd.Series):
         data = data.to_frame()
     if not isinstance(data, pd.DataFrame):
-        raise TypeError(f"data doit être un DataFrame ou une Series pandas ; reçu : {type(data).__name__}.")
+        raise TypeError(f"data doit être un DataFrame ou une Series pandas ; reçu : {type(data).__name__}.")
     if decimals is not None and not isinstance(decimals, dict | int):
-        raise TypeError(f"decimals doit être un entier, un dictionnaire ou None ; reçu : {type(decimals).__name__}.")
+        raise TypeError(f"decimals doit être un entier, un dictionnaire ou None ; reçu : {type(decimals).__name__}.")
     from atelier.runtime.checks import check_int
 
     if isinstance(decimals, int):

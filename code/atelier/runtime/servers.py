@@ -110,9 +110,9 @@ def wait_until_ready(server: Server, health: str = "/", *, timeout: float = 180,
     ``timeout`` secondes. Les deux messages citent la fin du journal.
     """
     if not isinstance(server, Server):
-        raise TypeError(f"server doit être un Server (rendu par start_server) ; reçu {type(server).__name__}.")
+        raise TypeError(f"server doit être un Server (rendu par start_server) ; reçu {type(server).__name__}.")
     if not isinstance(health, str) or not health.startswith("/"):
-        raise ValueError(f"health doit être un chemin commençant par « / » ; reçu {health!r}.")
+        raise ValueError(f"health doit être un chemin commençant par « / » ; reçu {health!r}.")
     timeout = check_float("timeout", timeout, min=0, min_open=True)
     start = time.perf_counter()
     while not _responds(server.url + health):
@@ -127,7 +127,7 @@ def wait_until_ready(server: Server, health: str = "/", *, timeout: float = 180,
     addresses = _listening_addresses(server.pid)
     if addresses is not None and any(ip != HOST for ip in addresses):
         server.stop()
-        raise RuntimeError(f"Le serveur écoute sur {sorted(set(addresses))} : le livre n'accepte que {HOST}.")
+        raise RuntimeError(f"Le serveur écoute sur {sorted(set(addresses))} : le livre n'accepte que {HOST}.")
     return time.perf_counter() - start
 
 
