@@ -14,6 +14,7 @@ module / appels essayés / erreur française claire / autre ;
 from __future__ import annotations
 
 import math
+import re
 from types import SimpleNamespace
 
 import numpy as np
@@ -21,6 +22,8 @@ import pytest
 import torch
 
 NAN = math.nan
+# Typographie française : une espace insécable (U+00A0), pas une espace ordinaire, avant « : ; ! ? ».
+TYPO = re.compile(r"\S [:;!?](?=\s|$)")
 # Mots qui signent une phrase française (un message anglais de bibliothèque n'en contient aucun).
 FRENCH = (" de ", " des ", " du ", " doit", "reçu", " ne ", " pas ", " pour ", " une ", " ou ", "ligne ", "inconnu",
           "attendu", "introuvable", " vide")
@@ -363,6 +366,8 @@ def outcome(call, ctx, error, fragment) -> tuple[str, str]:
     except (TypeError, ValueError) as exc:
         message = str(exc)
         ok = isinstance(exc, error) and fragment in message and any(w in message for w in FRENCH)
+        if ok and TYPO.search(message.split("reçu")[0]):  # la valeur reçue (repr) n'est pas du texte à corriger
+            return "autre", f"typographie (espace ordinaire avant « : ; ! ? ») : {message[:200]}"
         return ("clair" if ok else "autre"), f"{type(exc).__name__} : {message[:200]}"
     except Exception as exc:  # noqa: BLE001 - tout le reste est un défaut à signaler
         return "autre", f"{type(exc).__name__} : {str(exc)[:200]}"

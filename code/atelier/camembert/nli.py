@@ -56,7 +56,7 @@ def standardize(frame):
     col = "label_text" if "label_text" in frame.columns else "label"
     missing = [c for c in ("premise", "hypothesis", col) if c not in frame.columns]
     if missing:
-        raise ValueError(f"Colonnes manquantes : {missing} ; colonnes présentes : {list(frame.columns)}.")
+        raise ValueError(f"Colonnes manquantes : {missing} ; colonnes présentes : {list(frame.columns)}.")
     ids = encode_labels(frame[col].tolist(), LABELS)
     return pd.DataFrame({"premise": frame["premise"].astype(str).tolist(),
                          "hypothesis": frame["hypothesis"].astype(str).tolist(),
@@ -76,7 +76,7 @@ def make_dataset(frame, tokenizer, max_length: int = 128):
 
     missing = [c for c in ("premise", "hypothesis", "label") if c not in getattr(frame, "columns", [])]
     if missing:
-        raise ValueError(f"Colonnes manquantes : {missing} ; colonnes attendues premise, hypothesis, label.")
+        raise ValueError(f"Colonnes manquantes : {missing} ; colonnes attendues premise, hypothesis, label.")
     if not isinstance(max_length, int) or max_length < 8:
         raise ValueError(f"max_length doit être un entier ≥ 8, reçu {max_length!r}.")
     labels = encode_labels(frame["label"].tolist(), LABELS).tolist()
@@ -118,7 +118,7 @@ def published_config(name: str, num_labels: int = 3):
             pos_att_type="p2c|c2p", position_biased_input=False, conv_kernel_size=3, conv_act="gelu",
             pooler_hidden_size=768, pooler_dropout=0, pooler_hidden_act="gelu", **labels,
         )
-    raise ValueError(f"Modèle inconnu : {name!r}. Modèles acceptés : 'camembert-base', 'camemberta-base'.")
+    raise ValueError(f"Modèle inconnu : {name!r}. Modèles acceptés : 'camembert-base', 'camemberta-base'.")
 
 
 # LoRA
@@ -197,8 +197,8 @@ def save_modules(model: nn.Module, directory, names: Sequence[str] = ("pooler",)
              for k, v in mod.state_dict().items()}
     if not state:
         children = [n for n, _ in base.named_children()]
-        raise ValueError(f"Aucun sous-module nommé {list(names)} (ou sans poids) dans {type(base).__name__} ; "
-                         f"sous-modules de premier niveau : {children}.")
+        raise ValueError(f"Aucun sous-module nommé {list(names)} (ou sans poids) dans {type(base).__name__} ; "
+                         f"sous-modules de premier niveau : {children}.")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     save_file(state, str(directory / EXTRA_MODULES_FILE))
@@ -215,11 +215,11 @@ def load_modules(model: nn.Module, directory) -> list[str]:
         raise TypeError(f"model doit être un modèle PyTorch (nn.Module), reçu {type(model).__name__}.")
     path = Path(directory) / EXTRA_MODULES_FILE
     if not path.is_file():
-        raise ValueError(f"Fichier introuvable : {path}. Il est écrit par save_modules(model, dossier).")
+        raise ValueError(f"Fichier introuvable : {path}. Il est écrit par save_modules(model, dossier).")
     state = load_file(str(path))
     result = model.load_state_dict(state, strict=False)
     if result.unexpected_keys:
-        raise ValueError(f"Tenseurs sans place dans {type(model).__name__} : {sorted(result.unexpected_keys)}.")
+        raise ValueError(f"Tenseurs sans place dans {type(model).__name__} : {sorted(result.unexpected_keys)}.")
     return sorted(state)
 
 
