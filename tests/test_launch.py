@@ -3,8 +3,8 @@
 La cellule d'installation est celle du squelette de `CONTRIBUTING.md` ; chaque
 chapitre commence par elle. On l'exécute pour de bon, avec `subprocess.run`
 remplacé par un enregistreur : en local elle ne fait rien ; sans `atelier`
-(Colab), elle installe le paquet depuis le dépôt, à l'étiquette de la version
-publiée, avec ses extras, sans toucher au PyTorch déjà installé, puis les
+(Colab), elle installe le paquet depuis le dépôt, au commit de la version
+publiée (``make release``), avec ses extras, sans toucher au PyTorch déjà installé, puis les
 paquets à installer sans dépendances.
 """
 
@@ -99,8 +99,9 @@ def test_install_cell_installs_the_release_from_the_repository(monkeypatch):
     req, args, kw = _atelier_requirement(calls)
     assert args[:4] == [sys.executable, "-m", "pip", "install"], args
     repo = CFG["repository"]["url"].rstrip("/")
-    tag = f"v{PYPROJECT['project']['version']}"
-    assert req.url == f"git+{repo}@{tag}", f"installe {req.url}, attendu git+{repo}@{tag} (étiquette de la version)"
+    # Un commit (empreinte complète) : celui de la version, vérifié dans l'historique plus bas.
+    assert re.fullmatch(re.escape(f"git+{repo}@") + "[0-9a-f]{40}", req.url), \
+        f"installe {req.url}, attendu git+{repo}@<commit de la version {PYPROJECT['project']['version']}>"
     extras = set(PYPROJECT["project"]["optional-dependencies"])
     assert {"light", "chapitres"} <= req.extras <= extras, f"extras {req.extras} (connus : {extras})"
     for args, kw in calls:
@@ -220,23 +221,32 @@ def test_sync_install_cell_tool(tmp_path):
         site.sync_install_cell(tmp_path / "90_z.md", root)
 
 
-# --- le contrat d'installation : une étiquette qui existe ---------------------------------
+# --- le contrat d'installation : un commit de version qui existe ---------------------------------
 
-def test_install_ref_is_a_tag_of_this_repository():
-    """La cellule installe ``@vX.Y.Z`` : cette étiquette doit exister ici (``make release`` la crée)."""
-    repo = config.REPO_ROOT if hasattr(config, "REPO_ROOT") else Path(__file__).resolve().parents[1]
-    ref = re.search(r"@(v\d+\.\d+\.\d+)\b", CELL)
-    assert ref, f"la cellule n'installe pas une étiquette de version : {CELL}"
-    tags = subprocess.run(["git", "tag", "-l"], cwd=repo, capture_output=True, text=True).stdout.split()
-    if not tags:
-        pytest.skip("clone sans étiquettes (git clone --no-tags ou superficiel) : vérifiable seulement dans un clone complet")
-    assert ref[1] in tags, f"la cellule installe {ref[1]}, qui n'est pas une étiquette du dépôt ({tags}) : make release"
-    commit = subprocess.run(["git", "rev-list", "-n", "1", ref[1]], cwd=repo, capture_output=True, text=True).stdout
-    tagged = subprocess.run(["git", "show", f"{ref[1]}:pyproject.toml"], cwd=repo, capture_output=True, text=True)
-    assert commit.strip() and f'version = "{ref[1][1:]}"' in tagged.stdout, "l'étiquette doit porter cette version"
+def _git(*args):
+    return subprocess.run(["git", *args], cwd=config.REPO_ROOT, capture_output=True, text=True)
 
 
-def test_release_sets_version_everywhere(tmp_path):
+def test_install_ref_is_a_release_commit_of_this_repository():
+    """La cellule installe ``@<commit>`` : un commit de l'historique du dépôt, qui porte la version de pyproject.toml.
+
+    ``make release`` le crée (commit « Version X.Y.Z ») puis l'écrit dans les cellules.
+    """
+    ref = re.search(r"latelier-des-llm@([0-9a-f]{40})\b", CELL)
+    assert ref, f"la cellule n'installe pas un commit (empreinte complète) : {CELL}"
+    sha = ref[1]
+    if _git("rev-parse", "--is-shallow-repository").stdout.strip() == "true":
+        pytest.skip("clone superficiel : l'historique complet manque pour retrouver le commit de version")
+    assert _git("cat-file", "-t", sha).stdout.strip() == "commit", f"{sha} n'est pas un commit de ce dépôt : make release"
+    assert _git("merge-base", "--is-ancestor", sha, "HEAD").returncode == 0, f"{sha} n'est pas dans l'historique de HEAD"
+    current = re.search(r'(?m)^version = "([^"]+)"', (config.REPO_ROOT / "pyproject.toml").read_text("utf-8"))[1]
+    released = _git("show", f"{sha}:pyproject.toml").stdout
+    assert f'version = "{current}"' in released, f"le commit {sha[:10]} ne porte pas la version {current} de pyproject.toml"
+    subject = _git("log", "-1", "--format=%s", sha).stdout.strip()
+    assert subject == f"Version {current}", f"{sha[:10]} (« {subject} ») n'est pas le commit de version de make release"
+
+
+def test_release_sets_version_and_install_ref_everywhere(tmp_path):
     import shutil
 
     from tools import release
@@ -247,8 +257,12 @@ def test_release_sets_version_everywhere(tmp_path):
         shutil.copy(config.REPO_ROOT / name, root / name)
     changed = release.set_version("9.8.7", root)
     assert root / "pyproject.toml" in changed and 'version = "9.8.7"' in (root / "pyproject.toml").read_text("utf-8")
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    release.set_install_ref(sha, root)
     for md in sorted((root / "book").glob("0[1-5]_*.md")):
-        assert "@v9.8.7" in md.read_text("utf-8"), md.name
+        assert f"latelier-des-llm@{sha}" in md.read_text("utf-8"), md.name
         assert (root / "book" / f"{md.stem}.ipynb").is_file()
     with pytest.raises(ValueError, match="version"):
         release.set_version("9.8", root)
+    with pytest.raises(ValueError, match="ref"):
+        release.set_install_ref("v9.8.7", root)
