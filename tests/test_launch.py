@@ -246,6 +246,17 @@ def test_install_ref_is_a_release_commit_of_this_repository():
     assert subject == f"Version {current}", f"{sha[:10]} (« {subject} ») n'est pas le commit de version de make release"
 
 
+@pytest.mark.parametrize("md", build.chapter_sources(), ids=lambda p: p.stem)
+def test_release_commit_has_every_module_the_chapter_imports(md):
+    """Sur Colab, le chapitre tourne avec le paquet du commit installé : chaque module qu'il importe doit y être."""
+    ref = re.search(r"latelier-des-llm@([0-9a-f]{40})\b", CELL)
+    if ref is None or _git("cat-file", "-t", ref[1]).stdout.strip() != "commit":
+        pytest.skip("commit de version introuvable (voir test_install_ref_is_a_release_commit_of_this_repository)")
+    missing = [name for name in build.chapter_modules(md)
+               if _git("cat-file", "-e", f"{ref[1]}:{build.module_file(name).relative_to(config.REPO_ROOT).as_posix()}").returncode]
+    assert not missing, f"{md.name} importe {missing}, absents du commit {ref[1][:10]} que la cellule installe : make release"
+
+
 def test_release_sets_version_and_install_ref_everywhere(tmp_path):
     import shutil
 
