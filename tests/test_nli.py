@@ -10,7 +10,7 @@ from tokenizers import Tokenizer, models, pre_tokenizers, processors
 from transformers import AutoModelForSequenceClassification, BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
 
 from atelier.adapters import add_lora
-from atelier.camembert import nli
+from atelier.camembert import lpft, nli
 from atelier.labels import encode_labels
 
 WORDS = "le la un une chat chien dort mange court il elle est pas ne dans jardin maison lyon europe vit".split()
@@ -248,14 +248,14 @@ def test_pooled_features_equal_masked_mean(tokenizer, tiny_model):
     from atelier.embeddings.pooling import mean_pool
 
     f = _frame()
-    feats = nli.pooled_features(tiny_model, tokenizer, f.premise, f.hypothesis, batch_size=3)
+    feats = lpft.pooled_features(tiny_model, tokenizer, f.premise, f.hypothesis, batch_size=3)
     enc = tokenizer(list(f.premise), list(f.hypothesis), padding=True, return_tensors="pt")
     with torch.no_grad():
         hidden = tiny_model.bert(**enc).last_hidden_state
     assert feats.shape == (4, 16)
     np.testing.assert_allclose(feats, mean_pool(hidden, enc["attention_mask"]).numpy(), atol=1e-5)
     with pytest.raises(TypeError):
-        nli.pooled_features(tiny_model, tokenizer, "une phrase", "une autre")
+        lpft.pooled_features(tiny_model, tokenizer, "une phrase", "une autre")
 
 
 def test_scores_with_intervals_bracket_the_estimate():
@@ -271,3 +271,21 @@ def test_scores_with_intervals_bracket_the_estimate():
         assert iv.low < iv.estimate < iv.high and iv.high - iv.low < 0.3
     with pytest.raises(ValueError):
         nli.scores_with_intervals(y, pred[:10])
+
+
+def test_scores_with_intervals_average_seeds_on_the_same_pairs():
+    from sklearn.metrics import accuracy_score, f1_score
+
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 3, 300)
+    preds = np.stack([np.where(rng.random(300) < q, y, rng.integers(0, 3, 300)) for q in (0.4, 0.6, 0.8)], axis=1)
+    out = nli.scores_with_intervals(y, preds, n_resamples=200)
+    assert out["accuracy"].estimate == pytest.approx(np.mean([accuracy_score(y, preds[:, j]) for j in range(3)]))
+    assert out["f1_macro"].estimate == pytest.approx(np.mean([f1_score(y, preds[:, j], average="macro") for j in range(3)]))
+    one = nli.scores_with_intervals(y, preds[:, 2], n_resamples=200)
+    two = nli.scores_with_intervals(y, preds[:, [2]], n_resamples=200)   # une colonne = un modèle
+    assert one["accuracy"] == two["accuracy"]
+    for iv in out.values():
+        assert iv.low < iv.estimate < iv.high
+    with pytest.raises(ValueError, match="graines"):
+        nli.scores_with_intervals(y, preds[:10])

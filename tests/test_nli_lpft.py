@@ -89,3 +89,64 @@ def test_bad_inputs():
         lpft.head_from_probe(head, make_pipeline(StandardScaler(), LogisticRegression()).fit(x, y))
     with pytest.raises(ValueError, match="absents"):
         lpft.restore_state(head, {"inconnu": torch.zeros(1)})
+
+
+def _deep_encoder(attn: str = "sdpa") -> BertModel:
+    torch.manual_seed(3)
+    cfg = BertConfig(vocab_size=40, hidden_size=16, num_hidden_layers=4, num_attention_heads=2,
+                     intermediate_size=32, max_position_embeddings=64, attn_implementation=attn)
+    return BertModel(cfg, add_pooling_layer=False).eval()
+
+
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+@pytest.mark.parametrize("start", [0, 2, 3])
+def test_cached_top_layers_equal_full_forward(start, attn):
+    """Repartir des vecteurs gardés à l'entrée de la couche ``start`` donne les logits du passage complet."""
+    model = lpft.MeanPoolNLI(_deep_encoder(attn), start_layer=start)
+    ids, mask, labels = _batch(2)
+    with torch.no_grad():
+        full = model(input_ids=ids, attention_mask=mask, labels=labels)
+        kept = model.encoder(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states[start]
+        cached = model(hidden_states=kept, attention_mask=mask, labels=labels)
+    torch.testing.assert_close(cached.logits, full.logits, rtol=1e-5, atol=1e-5)
+    assert cached.loss.item() == pytest.approx(full.loss.item(), rel=1e-5)
+
+
+def test_pooled_features_keep_layer_and_pad_cached_match_padded_batch():
+    """Les vecteurs gardés sans remplissage, recomplétés par pad_cached, redonnent les logits du lot d'origine."""
+    from transformers import PreTrainedTokenizerFast
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    from atelier.camembert import nli
+
+    vocab = {w: i for i, w in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]"] + [f"m{i}" for i in range(36)])}
+    tk = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tk.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok = PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]")
+    premises = ["m1 m2 m3", "m4", "m5 m6 m7 m8 m9 m10", "m11 m12"]
+    hypotheses = ["m3", "m7 m8 m9", "m1", "m2 m4 m6 m8"]
+    encoder = _deep_encoder()
+    feats, kept = lpft.pooled_features(encoder, tok, premises, hypotheses, batch_size=3, keep_layer=2)
+    assert feats.shape == (4, 16) and [k.shape[0] for k in kept] == [len(tok(p, h)["input_ids"]) for p, h in zip(premises, hypotheses)]
+    model = lpft.MeanPoolNLI(encoder, start_layer=2)
+    data = lpft.CachedPairs(kept, [0, 1, 2, 0])
+    batch = lpft.pad_cached([data[i] for i in range(len(data))])
+    assert batch["hidden_states"].shape[:2] == batch["attention_mask"].shape and batch["labels"].tolist() == [0, 1, 2, 0]
+    enc = tok(premises, hypotheses, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        reference = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits
+        cached = model(hidden_states=batch["hidden_states"], attention_mask=batch["attention_mask"]).logits
+        np.testing.assert_allclose(mean_pool(model.top(batch["hidden_states"], batch["attention_mask"]),
+                                             batch["attention_mask"]).numpy(), feats, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(cached, reference, rtol=1e-4, atol=1e-5)
+
+
+def test_cached_inputs_refused_clearly():
+    with pytest.raises(ValueError, match="start_layer"):
+        lpft.MeanPoolNLI(_deep_encoder(), start_layer=4)
+    with pytest.raises(ValueError, match="start_layer"):
+        lpft.MeanPoolNLI(_deep_encoder())(hidden_states=torch.zeros(1, 3, 16), attention_mask=torch.ones(1, 3))
+    with pytest.raises(TypeError, match=r"hidden\[1\]"):
+        lpft.CachedPairs([torch.zeros(3, 16), torch.zeros(16)], [0, 1])
+    with pytest.raises(ValueError, match="autant"):
+        lpft.CachedPairs([torch.zeros(3, 16)], [0, 1])

@@ -12,7 +12,6 @@ désentrelacée » (``book/03_camembert.md``).
   le ``Trainer`` de Hugging Face avec les réglages du tutoriel d'origine ;
 * :func:`save_modules`, :func:`load_modules` : ce que l'adaptateur ne sauve pas ;
 * :func:`predict_proba` : probabilités des trois classes pour des paires ;
-* :func:`pooled_features` : moyenne des jetons d'un encodeur gelé (sonde linéaire) ;
 * :func:`scores_with_intervals` : exactitude et F1 macro avec intervalles bootstrap.
 """
 
@@ -25,7 +24,6 @@ import torch
 from torch import nn
 
 from atelier.assets.data_catalog import NLI_LABELS, NLI_LABELS_FR
-from atelier.embeddings.pooling import mean_pool
 from atelier.labels import encode_labels
 from atelier.metrics import bootstrap_interval, classification_scores
 from atelier.runtime.checks import check_float, check_type
@@ -282,13 +280,17 @@ def training_arguments(output_dir, *, num_epochs: float = 10, eval_steps: int | 
     return args
 
 
-def make_trainer(model, tokenizer, train_dataset, eval_dataset, args, patience: int = 3):
-    """``Trainer`` avec remplissage par lot, métriques NLI et arrêt précoce (patience ``patience``)."""
+def make_trainer(model, tokenizer, train_dataset, eval_dataset, args, patience: int = 3, data_collator=None):
+    """``Trainer`` avec remplissage par lot, métriques NLI et arrêt précoce (patience ``patience``).
+
+    ``data_collator`` : par défaut ``DataCollatorWithPadding(tokenizer)`` ; pour des vecteurs gardés
+    (:class:`atelier.camembert.lpft.CachedPairs`), :func:`atelier.camembert.lpft.pad_cached`.
+    """
     from transformers import DataCollatorWithPadding, EarlyStoppingCallback, PrinterCallback, Trainer
 
     trainer = Trainer(
         model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
-        data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=compute_metrics,
+        data_collator=data_collator or DataCollatorWithPadding(tokenizer), compute_metrics=compute_metrics,
         callbacks=[EarlyStoppingCallback(early_stopping_patience=patience)],
     )
     # La perte est une moyenne sur le lot (sans ``num_items_in_batch``) : sans cette ligne, le ``Trainer``
@@ -345,55 +347,31 @@ def predict_proba(model, tokenizer, premises: Sequence[str], hypotheses: Sequenc
     return out
 
 
-@torch.no_grad()
-def pooled_features(model, tokenizer, premises: Sequence[str], hypotheses: Sequence[str],
-                    max_length: int = 128, batch_size: int = 64) -> np.ndarray:
-    """Moyenne des vecteurs de sortie des vrais jetons de chaque paire (tokenisée ensemble), encodeur gelé : (N, C).
-
-    ``model`` : un encodeur nu (``AutoModel``) ou un classifieur (on lit ``base_model``) ; pour une sonde linéaire.
-    """
-    if isinstance(premises, str) or isinstance(hypotheses, str):
-        raise TypeError("premises et hypotheses doivent être des listes de chaînes (utilisez [texte] pour une paire).")
-    premises, hypotheses = list(premises), list(hypotheses)
-    if len(premises) != len(hypotheses) or not premises:
-        raise ValueError(f"Il faut autant de prémisses que d'hypothèses, et au moins une ({len(premises)} / {len(hypotheses)}).")
-    encoder = getattr(model, "base_model", model)
-    was_training = encoder.training
-    encoder.eval()
-    enc = tokenizer(premises, hypotheses, truncation=True, max_length=max_length)
-    order = np.argsort([len(x) for x in enc["input_ids"]], kind="stable")
-    device = next(encoder.parameters()).device
-    out = None
-    for start in range(0, len(order), batch_size):
-        idx = order[start:start + batch_size]
-        feats = tokenizer.pad([{k: enc[k][i] for k in enc} for i in idx], return_tensors="pt")
-        feats = {k: v.to(device) for k, v in feats.items()}
-        hidden = encoder(**feats).last_hidden_state  # (b, T, C)
-        pooled = mean_pool(hidden, feats["attention_mask"]).float()  # (b, C) : la moyenne du chapitre 02
-        if out is None:
-            out = np.zeros((len(premises), pooled.size(-1)), dtype=np.float32)
-        out[idx] = pooled.cpu().numpy()
-    encoder.train(was_training)
-    return out
-
-
 def scores_with_intervals(y_true, y_pred, n_resamples: int = 1000, seed: int = 0) -> dict:
     """Exactitude et F1 macro, chacun avec son intervalle bootstrap à 95 % (paires rééchantillonnées).
 
+    ``y_pred`` : (N,) pour un modèle, ou (N, S) pour S graines du même modèle ; le score est
+    alors la moyenne des S scores, et le bootstrap tire les mêmes paires pour toutes les graines.
     Renvoie ``{"accuracy": Interval, "f1_macro": Interval}`` ; F1 macro sur les trois classes (absente : 0).
     """
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
-    if y_true.shape != y_pred.shape or y_true.ndim != 1:
-        raise ValueError(f"y_true et y_pred doivent être deux séquences de même longueur, formes {y_true.shape} et {y_pred.shape}.")
+    if y_true.ndim != 1 or y_pred.ndim not in (1, 2) or y_pred.shape[0] != y_true.shape[0]:
+        raise ValueError(f"y_true doit être (N,) et y_pred (N,) ou (N, graines), formes {y_true.shape} et {y_pred.shape}.")
     k = len(LABELS)
     if y_true.dtype.kind not in "iu" or y_pred.dtype.kind not in "iu":
         raise ValueError(f"y_true et y_pred doivent contenir des indices de classe entiers (0 à {k - 1}), sans NaN.")
+    columns = y_pred[:, None] if y_pred.ndim == 1 else y_pred  # (N, S)
 
     def f1_macro(t, p):  # matrice de confusion par bincount : rapide dans la boucle du bootstrap
         cm = np.bincount(t * k + p, minlength=k * k).reshape(k, k)
         tp, support, predicted = np.diag(cm), cm.sum(1), cm.sum(0)
         return float(np.mean(np.where(support + predicted > 0, 2 * tp / np.maximum(support + predicted, 1), 0.0)))
 
-    return {"accuracy": bootstrap_interval(lambda t, p: float(np.mean(t == p)), y_true, y_pred,
-                                           n_resamples=n_resamples, seed=seed),
-            "f1_macro": bootstrap_interval(f1_macro, y_true, y_pred, n_resamples=n_resamples, seed=seed)}
+    def accuracy(t, p):
+        return float(np.mean(t == p))
+
+    def over_seeds(metric):
+        return lambda t, p: float(np.mean([metric(t, p[:, j]) for j in range(p.shape[1])]))
+
+    return {"accuracy": bootstrap_interval(over_seeds(accuracy), y_true, columns, n_resamples=n_resamples, seed=seed),
+            "f1_macro": bootstrap_interval(over_seeds(f1_macro), y_true, columns, n_resamples=n_resamples, seed=seed)}
