@@ -81,3 +81,19 @@ def test_octets():
     assert octets(1.25 * 2**30, 2) == f"1,25{NB}Gio"
     assert octets(3 * 2**40) == f"3,0{NB}Tio"
     assert octets(0) == f"0{NB}o"
+
+
+def test_puissance_writes_scientific_notation_the_french_way():
+    from atelier.runtime.fmt import puissance
+
+    assert puissance(2.4e-7) == "2,4\u202f×\u202f10⁻⁷"
+    assert puissance(1e-7) == "1,0\u202f×\u202f10⁻⁷"
+    assert puissance(-3.25e5, 2) == "\u22123,25\u202f×\u202f10⁵"
+    assert puissance(5e-4, 0) == "5\u202f×\u202f10⁻⁴"
+    assert puissance(12345.0, 1) == "1,2\u202f×\u202f10⁴"
+    assert puissance(0) == "0" and puissance(0.0) == "0"
+    assert puissance(float("nan")) == "—" and puissance(float("inf")) == "∞"
+    with pytest.raises(TypeError):
+        puissance("1e-3")
+    with pytest.raises(ValueError):
+        puissance(1.0, -1)

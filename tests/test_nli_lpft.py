@@ -13,6 +13,7 @@ from transformers import BertConfig, BertModel
 
 from atelier.adapters import add_lora
 from atelier.camembert import lpft
+from atelier.probe import head_from_probe
 from atelier.embeddings.pooling import mean_pool
 
 
@@ -36,7 +37,7 @@ def test_head_from_probe_reproduces_probe_logits():
     with torch.no_grad():
         feats = mean_pool(model.encoder(input_ids=ids, attention_mask=mask).last_hidden_state, mask).numpy()
     probe = make_pipeline(StandardScaler(), LogisticRegression(C=0.5, max_iter=2000)).fit(feats, labels.numpy())
-    lpft.head_from_probe(model.head, probe)
+    head_from_probe(model.head, probe)
     with torch.no_grad():
         out = model(input_ids=ids, attention_mask=mask, labels=labels)
     np.testing.assert_allclose(out.logits.numpy(), probe.decision_function(feats), rtol=1e-4, atol=1e-4)
@@ -51,7 +52,7 @@ def test_step_zero_of_lora_equals_probe_and_restore_state():
     with torch.no_grad():
         feats = mean_pool(model.encoder(input_ids=ids, attention_mask=mask).last_hidden_state, mask).numpy()
     probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(feats, labels.numpy())
-    lpft.head_from_probe(model.head, probe)
+    head_from_probe(model.head, probe)
     peft_model = add_lora(model, ["query", "value"], task=None, r=2, modules_to_save=["head"]).eval()
     with torch.no_grad():
         start = peft_model(input_ids=ids, attention_mask=mask).logits
@@ -80,13 +81,15 @@ def test_bad_inputs():
     with pytest.raises(ValueError):
         lpft.MeanPoolNLI(_encoder(), n_classes=1)
     head = nn.Linear(16, 3)
-    with pytest.raises(TypeError):
-        lpft.head_from_probe(head, LogisticRegression())
+    with pytest.raises(TypeError, match="LogisticRegression"):
+        head_from_probe(head, StandardScaler())
     with pytest.raises(ValueError, match="ajustée"):
-        lpft.head_from_probe(head, make_pipeline(StandardScaler(), LogisticRegression()))
+        head_from_probe(head, LogisticRegression())
+    with pytest.raises(ValueError, match="ajustée"):
+        head_from_probe(head, make_pipeline(StandardScaler(), LogisticRegression()))
     x, y = np.random.default_rng(0).normal(size=(30, 8)), np.arange(30) % 3
     with pytest.raises(ValueError, match="forme"):
-        lpft.head_from_probe(head, make_pipeline(StandardScaler(), LogisticRegression()).fit(x, y))
+        head_from_probe(head, make_pipeline(StandardScaler(), LogisticRegression()).fit(x, y))
     with pytest.raises(ValueError, match="absents"):
         lpft.restore_state(head, {"inconnu": torch.zeros(1)})
 
@@ -150,3 +153,13 @@ def test_cached_inputs_refused_clearly():
         lpft.CachedPairs([torch.zeros(3, 16), torch.zeros(16)], [0, 1])
     with pytest.raises(ValueError, match="autant"):
         lpft.CachedPairs([torch.zeros(3, 16)], [0, 1])
+
+
+def test_head_from_bare_logistic_regression_reproduces_its_logits():
+    """Sans normalisation (chapitre 05) : W et b recopiés tels quels."""
+    x, y = np.random.default_rng(1).normal(size=(60, 16)), np.arange(60) % 4
+    probe = LogisticRegression(C=2.0, max_iter=2000).fit(x, y)
+    head = head_from_probe(nn.Linear(16, 4), probe)
+    with torch.no_grad():
+        logits = head(torch.from_numpy(x).float()).numpy()
+    np.testing.assert_allclose(logits, probe.decision_function(x), rtol=1e-4, atol=1e-4)

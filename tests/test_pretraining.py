@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -176,3 +177,17 @@ def test_article_probe_counts_every_article(tokenizer):
     assert set(guess.tolist()) <= {0, 1}
     with pytest.raises(ValueError, match="absents"):
         pt.article_ids(tokenizer, ("xylophone",))
+
+
+def test_article_probe_probabilities_are_the_restricted_softmax(tokenizer):
+    """return_proba : probabilité de l'article juste parmi les seuls articles sondés, cohérente avec l'argmax."""
+    blocks = pt.make_blocks(tokenizer, TEXT, seq_len=32)[:6]
+    model = _twins(tokenizer)["RoBERTa"]
+    words = ("le", "la")
+    truth, guess, p = pt.article_probe(model, blocks, tokenizer, words=words, batch_size=4, return_proba=True)
+    assert p.shape == truth.shape and ((p > 0) & (p < 1)).all()
+    # deux articles : l'article juste est l'argmax exactement quand sa probabilité dépasse 1/2
+    np.testing.assert_array_equal(guess == truth, p > 0.5)
+    t2, g2 = pt.article_probe(model, blocks, tokenizer, words=words, batch_size=3)
+    np.testing.assert_array_equal(t2, truth)
+    np.testing.assert_array_equal(g2, guess)

@@ -12,10 +12,9 @@ désentrelacée » (``book/03_camembert.md``), profil ``light`` :
   intermédiaire de l'encodeur gelé, calculés une fois (pendant la sonde) ;
   quand LoRA ne touche que les couches du haut, l'entraînement repart de
   là au lieu de refaire les couches gelées à chaque pas ;
-* :func:`head_from_probe` : recopie dans cette couche linéaire une sonde
-  ``StandardScaler`` + ``LogisticRegression`` de scikit-learn, normalisation
-  comprise ; au pas 0 de l'affinage, le modèle prédit alors exactement
-  comme la sonde ;
+* la tête part de la sonde : :func:`atelier.probe.head_from_probe` recopie
+  une sonde ``StandardScaler`` + ``LogisticRegression`` de scikit-learn dans
+  sa couche linéaire, normalisation comprise ;
 * :func:`trainable_state`, :func:`restore_state` : garder et remettre les
   poids entraînables d'un pas (pour pouvoir retenir le pas 0).
 """
@@ -31,7 +30,7 @@ from torch import nn
 from atelier.embeddings.pooling import mean_pool
 from atelier.runtime.checks import check_int, check_type
 
-__all__ = ["MeanPoolNLI", "pooled_features", "CachedPairs", "pad_cached", "head_from_probe", "trainable_state", "restore_state"]
+__all__ = ["MeanPoolNLI", "pooled_features", "CachedPairs", "pad_cached", "trainable_state", "restore_state"]
 
 
 class MeanPoolNLI(nn.Module):
@@ -168,33 +167,6 @@ def pad_cached(items: list[dict]) -> dict[str, torch.Tensor]:
         hidden[b, :n], mask[b, :n] = item["hidden_states"], 1
     return {"hidden_states": hidden, "attention_mask": mask,
             "labels": torch.tensor([item["labels"] for item in items])}
-
-
-def head_from_probe(head: nn.Linear, probe) -> nn.Linear:
-    """Recopie une sonde scikit-learn (``make_pipeline(StandardScaler(), LogisticRegression())``) dans ``head``.
-
-    La sonde calcule ``W (x − μ) / σ + b`` ; la couche reçoit ``W / σ`` et
-    ``b − (W / σ) μ``, ce qui donne les mêmes logits sur les vecteurs bruts
-    (aux arrondis du float32 près). Renvoie ``head``, modifiée sur place.
-    """
-    check_type("head", head, nn.Linear)
-    steps = getattr(probe, "named_steps", None)
-    if not steps or len(steps) != 2:
-        raise TypeError("probe doit être make_pipeline(StandardScaler(), LogisticRegression(...)) déjà ajusté.")
-    scaler, logistic = list(steps.values())
-    mean, scale = getattr(scaler, "mean_", None), getattr(scaler, "scale_", None)
-    coef, intercept = getattr(logistic, "coef_", None), getattr(logistic, "intercept_", None)
-    if mean is None or scale is None or coef is None or intercept is None:
-        raise ValueError("La sonde doit être ajustée (fit) avant d'être recopiée dans la tête.")
-    if coef.shape != tuple(head.weight.shape):
-        raise ValueError(f"Sonde de forme {coef.shape} (classes × dimensions), tête de forme {tuple(head.weight.shape)} : "
-                         "il faut les trois classes dans l'entraînement et la dimension de l'encodeur.")
-    weight = coef / scale  # (3, C)
-    bias = intercept - weight @ mean  # (3,)
-    with torch.no_grad():
-        head.weight.copy_(torch.from_numpy(np.asarray(weight, dtype=np.float64)).to(head.weight))
-        head.bias.copy_(torch.from_numpy(np.asarray(bias, dtype=np.float64)).to(head.bias))
-    return head
 
 
 def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:

@@ -245,19 +245,23 @@ def article_ids(tokenizer, words=ARTICLES) -> list[int]:
 
 
 @torch.no_grad()
-def article_probe(model, blocks: torch.Tensor, tokenizer, words=ARTICLES, batch_size: int = 64):
+def article_probe(model, blocks: torch.Tensor, tokenizer, words=ARTICLES, batch_size: int = 64,
+                  return_proba: bool = False):
     """Sonde linguistique : chaque article de ``blocks`` est masqué, le modèle choisit parmi ``words``.
 
     Tous les articles d'un bloc sont masqués ensemble (le reste du texte est
     visible) ; la prédiction est l'article de plus forte probabilité.
-    Renvoie ``(vrais, prédits)``, deux tableaux d'indices dans ``words``. Les
+    Renvoie ``(vrais, prédits)``, deux tableaux d'indices dans ``words`` ; avec
+    ``return_proba=True``, aussi la probabilité que le modèle donne à l'article
+    juste, softmax restreint aux seuls ``words`` (une mesure continue, qui
+    bouge avant que l'article le plus probable ne change). Les
     entrées du modèle vont sur son périphérique ; masques et vérités restent sur celui de ``blocks``.
     """
     ids = torch.tensor(article_ids(tokenizer, words), device=blocks.device)
     device = model_device(model)
     was = model.training
     model.eval()
-    truth, pred = [], []
+    truth, pred, proba = [], [], []
     for start in range(0, blocks.size(0), batch_size):
         x = blocks[start:start + batch_size].clone()  # (B, T)
         where = torch.isin(x, ids)  # (B, T) : positions des articles
@@ -267,11 +271,14 @@ def article_probe(model, blocks: torch.Tensor, tokenizer, words=ARTICLES, batch_
         x[where] = tokenizer.mask_token_id
         x = x.to(device)
         logits = model(input_ids=x, attention_mask=torch.ones_like(x)).logits  # (B, T, V)
-        pred.append(logits[where.to(logits.device)][:, ids.to(logits.device)].argmax(1).cpu())
+        scores = logits[where.to(logits.device)][:, ids.to(logits.device)].float()  # (n, len(words))
+        pred.append(scores.argmax(1).cpu())
+        proba.append(torch.softmax(scores, dim=1).cpu().gather(1, truth[-1].cpu()[:, None])[:, 0])  # (n,)
     model.train(was)
     if not truth:
         raise ValueError("Aucun article dans les blocs : impossible de sonder.")
-    return torch.cat(truth).cpu().numpy(), torch.cat(pred).numpy()
+    out = torch.cat(truth).cpu().numpy(), torch.cat(pred).numpy()
+    return (*out, torch.cat(proba).numpy()) if return_proba else out
 
 
 def pretrain(model, train_batches, val_batches, *, lr: float = 1e-3, warmup: int = 20, eval_every: int = 20,

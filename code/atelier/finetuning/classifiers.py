@@ -21,6 +21,7 @@ from atelier.finetuning.encoders import FeatureCache, autocast, check_encoder, e
 from atelier.finetuning.fewshot import check_texts
 from atelier.finetuning.training import contrastive_finetune, contrastive_pairs, train_loop
 from atelier.parameters import count_parameters
+from atelier.probe import head_from_probe
 from atelier.runtime.checks import check_int
 from atelier.runtime.config import grad_scaler, model_device, to_device
 
@@ -197,9 +198,7 @@ class TorchClassifier:
         probe = LogisticRegression(C=self.cfg.C, max_iter=3000).fit(x, y)
         if probe.coef_.shape[0] != self.n_classes:
             raise ValueError(f"Toutes les classes doivent figurer dans l'entraînement ({self.n_classes} attendues).")
-        with torch.no_grad():
-            self.model.head.weight.copy_(torch.from_numpy(probe.coef_).float())
-            self.model.head.bias.copy_(torch.from_numpy(probe.intercept_).float())
+        head_from_probe(self.model.head, probe)
 
     @torch.inference_mode()
     def features(self, texts) -> np.ndarray:

@@ -5,7 +5,8 @@
 - :func:`pourcent` : une fraction en pourcentage, espace fine avant « % » :
   ``pourcent(0.125)`` → « 12,5 % » ;
 - :func:`duree` : une durée en secondes, « 2,3 s », « 42 s », « 3 min 05 s », « 1 h 02 min » ;
-- :func:`octets` : une taille en unités binaires, « 512 o », « 1,5 Kio », « 12,3 Mio », « 1,2 Gio ».
+- :func:`octets` : une taille en unités binaires, « 512 o », « 1,5 Kio », « 12,3 Mio », « 1,2 Gio » ;
+- :func:`puissance` : l'écriture scientifique, ``puissance(2.4e-7)`` → « 2,4 × 10⁻⁷ » (0 → « 0 »).
 
 Arrondi : au plus proche, à égalité vers le chiffre pair, sur l'écriture
 décimale du nombre (celle de ``str(x)`` : 2.675 → « 2,68 »). Le signe moins
@@ -26,13 +27,14 @@ from babel.numbers import format_decimal
 
 from atelier.runtime.checks import check_float, check_int
 
-__all__ = ["MISSING", "nombre", "pourcent", "duree", "octets"]
+__all__ = ["MISSING", "nombre", "pourcent", "duree", "octets", "puissance"]
 
 LOCALE = "fr_FR"
 MISSING = "—"  # ce qu'affiche une valeur manquante (NaN, None)
 NNBSP = "\u202f"  # espace fine insécable : milliers, avant « % »
 NBSP = "\u00a0"  # espace insécable : entre un nombre et son unité
 MINUS = "\u2212"  # signe moins typographique : « −3,1 % »
+_EXPONENTS = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")  # exposants en chiffres supérieurs
 
 
 def _real(name: str, x):
@@ -103,3 +105,15 @@ def octets(n, decimals: int = 1) -> str:
         value /= 1024
         power += 1
     return f"{nombre(value, 0 if power == 0 else decimals)}{NBSP}{_BINARY_UNITS[power]}"
+
+
+def puissance(x, decimals: int = 1) -> str:
+    """Écriture scientifique à la française : ``puissance(2.4e-7)`` → « 2,4 × 10⁻⁷ » ; 0 → « 0 » ; NaN → « — »."""
+    decimals = check_int("decimals", decimals, min=0, max=20)
+    value = _real("x", x)
+    if value is None:
+        return MISSING
+    if value == 0 or math.isinf(value):
+        return nombre(value)
+    mantissa, exponent = f"{value:.{decimals}e}".split("e")
+    return f"{nombre(float(mantissa), decimals)}{NNBSP}×{NNBSP}10{str(int(exponent)).translate(_EXPONENTS)}"
